@@ -1,0 +1,32 @@
+"""MLP-custom, the study's multilayer perceptron: Flatten -> Dense 512 -> 256 -> 128 -> softmax.
+
+It has no conv layer, so CAM methods cannot explain it; saliency (input gradients) can.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+from portrait_core.models.registry import image_input, register_model, softmax_heads
+
+
+@register_model(
+    "mlp_custom",
+    description="The study's MLP (Dense 512-256-128); explained by saliency only.",
+    cam_layer=None,
+    options=("dropout",),
+    presets={
+        # The study: Adam, batch 32, 20 epochs.
+        "study": {"batch_size": 32, "epochs": 20, "lr": 1e-3, "options": {"dropout": 0.0}},
+        "default": {"batch_size": 32, "epochs": 20, "lr": 3e-4, "options": {"dropout": 0.2}},
+    },
+)
+def build(image_size: int, attributes, dropout: float = 0.2) -> keras.Model:
+    inputs, x = image_input(image_size)
+    x = layers.Flatten(name="flatten")(x)
+    for units in (512, 256, 128):
+        x = layers.Dense(units, activation="relu", name=f"dense{units}")(x)
+        if dropout:
+            x = layers.Dropout(dropout, name=f"dropout{units}")(x)
+    return keras.Model(inputs, softmax_heads(x, attributes), name="mlp_custom")

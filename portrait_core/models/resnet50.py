@@ -1,0 +1,101 @@
+"""ResNet50 (He et al. 2015) as the study used it: ImageNet weights, the last N layers trained.
+
+Built flat (`ResNet50(input_tensor=...)`, heads on its output tensor), never as a nested layer:
+tf-keras-vis cannot explain a nested base model. Frozen batch-norm layers run in inference mode.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from pathlib import Path
+
+import keras
+from keras import layers
+
+from portrait_core.models.registry import image_input, register_model, softmax_heads
+
+WEIGHTS_FILE = "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
+WEIGHTS_HOST = ("storage.googleapis.com", 443)
+REACH_TIMEOUT_S = 3.0  # a closed network must fail fast, never hang
+
+
+class WeightsUnavailable(ValueError):
+    """ImageNet weights were asked for but cannot be had; the message says how to provide them."""
+
+
+def keras_cache_file() -> Path:
+    return Path(keras.config.keras_home() if hasattr(keras.config, "keras_home") else Path.home() / ".keras") / "models" / WEIGHTS_FILE
+
+
+def _host_reachable() -> bool:
+    result: list[bool] = []
+
+    def probe():
+        try:
+            socket.create_connection(WEIGHTS_HOST, timeout=REACH_TIMEOUT_S).close()
+            result.append(True)
+        except OSError:
+            result.append(False)
+
+    thread = threading.Thread(target=probe, daemon=True)  # DNS itself can hang: bound it too
+    thread.start()
+    thread.join(REACH_TIMEOUT_S + 0.5)
+    return bool(result and result[0])
+
+
+def resolve_weights(weights: str | None) -> str | None:
+    """'imagenet' | 'none' | a file path -> what keras.applications.ResNet50 takes."""
+    if weights in (None, "none", "random"):
+        return None
+    if weights == "imagenet":
+        if keras_cache_file().exists() or _host_reachable():
+            return "imagenet"
+        raise WeightsUnavailable(
+            "ImageNet weights for resnet50 cannot be downloaded here (no network). Put "
+            f"{WEIGHTS_FILE} into {keras_cache_file().parent}, or pass --weights PATH to a "
+            "weights file, or --weights none to train from random weights"
+        )
+    path = Path(weights)
+    if not path.is_file():
+        raise WeightsUnavailable(f"resnet50 weights file {path} does not exist")
+    return str(path)
+
+
+@register_model(
+    "resnet50",
+    description="ResNet50, ImageNet weights where available, last N layers trained.",
+    cam_layer="conv5_block3_out",
+    options=("weights", "unfreeze", "pooling"),
+    presets={
+        # The study: ImageNet weights, last 10 layers trainable, head Flatten-Dense256-Dropout0.5,
+        # Adam(1e-3), batch 125, EarlyStopping(val_loss, 5), ReduceLROnPlateau.
+        "study": {"batch_size": 125, "epochs": 30, "lr": 1e-3, "early_stop_patience": 5,
+                  "lr_patience": 2, "lr_factor": 0.2,
+                  "options": {"weights": "imagenet", "unfreeze": 10, "pooling": "flatten"}},
+        "default": {"batch_size": 32, "epochs": 15, "lr": 1e-3, "early_stop_patience": 4,
+                    "options": {"weights": "imagenet", "unfreeze": 10, "pooling": "gap"}},
+    },
+)
+def build(image_size: int, attributes, weights: str | None = "imagenet", unfreeze: int = 10,
+          pooling: str = "flatten") -> keras.Model:
+    if pooling not in ("flatten", "gap"):
+        raise ValueError(f"pooling must be 'flatten' or 'gap', not {pooling!r}")
+    inputs, x = image_input(image_size)
+    source = resolve_weights(weights)
+    base = keras.applications.ResNet50(include_top=False, weights=source, input_tensor=x)
+    base_layers = [layer for layer in base.layers if layer.weights]
+    if unfreeze < 0:
+        raise ValueError(f"unfreeze must be 0 or more, not {unfreeze}")
+    if source is not None:  # with random weights the whole network must learn
+        for layer in base.layers[: len(base.layers) - unfreeze] if unfreeze else base.layers:
+            layer.trainable = False  # a frozen BatchNormalization also runs in inference mode
+    del base_layers
+    features = base.output
+    features = layers.Flatten(name="flatten")(features) if pooling == "flatten" else layers.GlobalAveragePooling2D(name="gap")(features)
+
+    def hidden(f, attr):
+        f = layers.Dense(256, activation="relu", name=f"{attr}_dense")(f)
+        return layers.Dropout(0.5, name=f"{attr}_dropout")(f)
+
+    return keras.Model(inputs, softmax_heads(features, attributes, hidden), name="resnet50")

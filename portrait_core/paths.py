@@ -1,0 +1,13 @@
+"""Where things live, relative to the project folder (not the current directory)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+PROJECT = Path(__file__).resolve().parent.parent
+# The embedded default data set that `make app` writes (3,000 synthetic montages, 128 px).
+DEFAULT_DATA = Path(os.environ.get("PORTRAIT_LAB_DATA", PROJECT / "data" / "synthetic"))
+RUNS = Path(os.environ.get("PORTRAIT_LAB_RUNS", PROJECT / "artifacts" / "runs"))
+DEFAULT_MODEL = PROJECT / "artifacts" / "default"
+CACHE = Path(os.environ.get("PORTRAIT_LAB_CACHE", PROJECT / "artifacts" / "cache"))

@@ -1,0 +1,234 @@
+"""The tf.data input pipeline: decode -> letterbox -> cache (uint8) -> shuffle -> batch -> augment.
+
+Pictures are decoded by `images.load_letterboxed`, the very function prediction uses, so train
+and predict see the same pixels. Decoded pictures are cached as uint8 (in memory when small, in
+a cache file when not), so memory stays flat as the data set grows and the data set is never held
+as a float32 array. Augmentation runs on training batches only; val and test never see it.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from portrait_core.images import load_letterboxed
+from portrait_core.schema import ATTRIBUTES
+
+AUTOTUNE = tf.data.AUTOTUNE
+
+# The study's augmentation (Keras ImageDataGenerator): rotation 15 degrees, width/height shift
+# 0.15, zoom 0.15, horizontal flip. Filled with black, like the letterbox padding around it.
+ROTATION_DEGREES = 15
+SHIFT = 0.15
+ZOOM = 0.15
+
+MEMORY_CACHE_LIMIT = 1 << 30  # above 1 GiB of decoded uint8 pictures, cache to a file instead
+SHUFFLE_MEMORY = 256 << 20  # the shuffle buffer holds decoded pictures: cap it at 256 MiB
+MAX_CLASS_WEIGHT = 25.0  # keeps a 0.5 % class from dominating the loss (n/k/n_c would be 40)
+
+
+@dataclass
+class SplitData:
+    """One split's picture paths and class indices per attribute (-1 = label missing)."""
+
+    paths: np.ndarray
+    codes: dict[str, np.ndarray]
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+
+def class_weights(codes: np.ndarray, n_classes: int) -> np.ndarray:
+    """Per-class loss weights n / (k * n_c) over the labelled rows, capped at MAX_CLASS_WEIGHT."""
+    present = codes[codes >= 0]
+    counts = np.bincount(present, minlength=n_classes).astype(np.float64)
+    weights = np.ones(n_classes)
+    seen = counts > 0
+    weights[seen] = len(present) / (seen.sum() * counts[seen])
+    return np.minimum(weights, MAX_CLASS_WEIGHT).astype(np.float32)
+
+
+def targets(
+    data: SplitData, weights: dict[str, np.ndarray] | None
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Labels (missing -> 0) and per-head sample weights (missing -> 0, else the class weight)."""
+    y, w = {}, {}
+    for attr, codes in data.codes.items():
+        present = codes >= 0
+        y[attr] = np.where(present, codes, 0).astype(np.int32)
+        per_class = weights[attr] if weights else np.ones(ATTRIBUTES[attr].n_classes, np.float32)
+        w[attr] = np.where(present, per_class[np.maximum(codes, 0)], 0.0).astype(np.float32)
+    return y, w
+
+
+def augmenter(seed: int):
+    """The study's augmentation as Keras preprocessing layers, run inside tf.data on batches."""
+    import keras
+
+    return keras.Sequential(
+        [
+            keras.layers.RandomRotation(ROTATION_DEGREES / 360, fill_mode="constant", seed=seed),
+            keras.layers.RandomTranslation(SHIFT, SHIFT, fill_mode="constant", seed=seed + 1),
+            keras.layers.RandomZoom(ZOOM, fill_mode="constant", seed=seed + 2),
+            keras.layers.RandomFlip("horizontal", seed=seed + 3),
+        ],
+        name="augment",
+    )
+
+
+def _decode(size: int):
+    def load(path: bytes) -> np.ndarray:
+        return load_letterboxed(path.decode(), size)
+
+    def fn(path, y, w):
+        image = tf.numpy_function(load, [path], tf.uint8, stateful=False)
+        image.set_shape((size, size, 3))
+        return image, y, w
+
+    return fn
+
+
+@dataclass
+class InputPipeline:
+    """Builds the datasets of one training run. Call `mean_image()` first: it fills the cache."""
+
+    train: SplitData
+    val: SplitData
+    test: SplitData
+    image_size: int = 128
+    batch_size: int = 32
+    seed: int = 0
+    augment: bool = True
+    balance: tuple[str, int] | None = None  # (attribute, target count per class) to oversample
+    weight_classes: bool = True
+    cache_dir: Path | None = None  # where file caches go; a temp folder when None
+    _cached: dict = field(default_factory=dict, repr=False)
+    _tmp: str | None = field(default=None, repr=False)
+
+    @property
+    def picture_bytes(self) -> int:
+        return self.image_size * self.image_size * 3
+
+    def _class_weights(self) -> dict[str, np.ndarray] | None:
+        if not self.weight_classes:
+            return None
+        weights = {a: class_weights(c, ATTRIBUTES[a].n_classes) for a, c in self.train.codes.items()}
+        if self.balance:  # oversampling already evens that attribute out
+            weights[self.balance[0]] = np.ones_like(weights[self.balance[0]])
+        return weights
+
+    def _cache(self, ds: tf.data.Dataset, n: int, name: str) -> tf.data.Dataset:
+        if n * self.picture_bytes <= MEMORY_CACHE_LIMIT:
+            return ds.cache()
+        if self.cache_dir is not None:
+            folder = Path(self.cache_dir)
+            folder.mkdir(parents=True, exist_ok=True)
+        else:
+            self._tmp = self._tmp or tempfile.mkdtemp(prefix="portrait_lab_cache_")
+            folder = Path(self._tmp)
+        return ds.cache(str(folder / f"{name}-{os.getpid()}"))
+
+    def decoded(self, split: str, subset: np.ndarray | None = None, name: str = "") -> tf.data.Dataset:
+        """(uint8 picture, labels, weights) per record of a split, cached after the first pass."""
+        key = (split, name)
+        if key in self._cached:
+            return self._cached[key]
+        data: SplitData = getattr(self, split)
+        weights = self._class_weights() if split == "train" else None
+        y, w = targets(data, weights)
+        idx = np.arange(len(data)) if subset is None else subset
+        if split == "train":  # a random cache order, so a bounded shuffle buffer mixes well
+            idx = np.random.default_rng(self.seed).permutation(idx)
+        ds = tf.data.Dataset.from_tensor_slices(
+            (data.paths[idx].astype(str), {a: v[idx] for a, v in y.items()}, {a: v[idx] for a, v in w.items()})
+        )
+        ds = ds.map(_decode(self.image_size), num_parallel_calls=AUTOTUNE, deterministic=True)
+        ds = self._cache(ds, len(idx), f"{split}{name}")
+        self._cached[key] = ds
+        return ds
+
+    def _class_subsets(self) -> list[tuple[str, np.ndarray, int]]:
+        """For balancing: (name, indices, count per epoch) per class, plus unlabelled rows."""
+        attr, target = self.balance
+        codes = self.train.codes[attr]
+        groups = []
+        for k, cls in enumerate(ATTRIBUTES[attr].classes):
+            idx = np.flatnonzero(codes == k)
+            if len(idx):
+                groups.append((f"-{attr}-{cls}", idx, max(len(idx), target)))
+        missing = np.flatnonzero(codes < 0)
+        if len(missing):
+            groups.append((f"-{attr}-missing", missing, len(missing)))
+        return groups
+
+    def mean_image(self) -> np.ndarray:
+        """Per-pixel mean of the training split's letterboxed pictures (float32 HxWx3, 0..255).
+
+        One streaming pass in float64; it also fills the training cache, so epoch 1 reads it.
+        """
+        total = np.zeros((self.image_size, self.image_size, 3), np.float64)
+        count = 0
+        parts = (
+            [self.decoded("train", idx, name) for name, idx, _ in self._class_subsets()]
+            if self.balance
+            else [self.decoded("train")]
+        )
+        for ds in parts:
+            for images, _, _ in ds.batch(256).as_numpy_iterator():
+                total += images.sum(axis=0, dtype=np.float64)
+                count += len(images)
+        if count == 0:
+            raise ValueError("the training split is empty: the data set has too few pictures")
+        return (total / count).astype(np.float32)
+
+    def steps_per_epoch(self) -> int:
+        if self.balance:
+            n = sum(c for _, _, c in self._class_subsets())
+        else:
+            n = len(self.train)
+        return max(1, math.ceil(n / self.batch_size))
+
+    def train_dataset(self) -> tf.data.Dataset:
+        if self.balance:
+            groups = self._class_subsets()
+            parts = [
+                self.decoded("train", idx, name).repeat().shuffle(min(len(idx), 1024), seed=self.seed)
+                for name, idx, _ in groups
+            ]
+            counts = np.array([c for _, _, c in groups], np.float64)
+            ds = tf.data.Dataset.sample_from_datasets(
+                parts, weights=list(counts / counts.sum()), seed=self.seed
+            ).take(int(counts.sum()))
+        else:
+            buffer = max(1, min(len(self.train), SHUFFLE_MEMORY // self.picture_bytes))
+            ds = self.decoded("train").shuffle(buffer, seed=self.seed, reshuffle_each_iteration=True)
+        ds = ds.batch(self.batch_size)
+        if self.augment:
+            layers = augmenter(self.seed)
+            ds = ds.map(
+                lambda x, y, w: (layers(tf.cast(x, tf.float32), training=True), y, w),
+                num_parallel_calls=AUTOTUNE,
+            )
+        else:
+            ds = ds.map(lambda x, y, w: (tf.cast(x, tf.float32), y, w))
+        return ds.prefetch(AUTOTUNE)
+
+    def eval_dataset(self, split: str) -> tf.data.Dataset:
+        """val or test: decoded, batched, in file order, never augmented."""
+        if split not in ("val", "test"):
+            raise ValueError(f"eval_dataset takes 'val' or 'test', not {split!r}")
+        ds = self.decoded(split).batch(self.batch_size)
+        return ds.map(lambda x, y, w: (tf.cast(x, tf.float32), y, w)).prefetch(AUTOTUNE)
+
+    def close(self) -> None:
+        """Remove file caches written to a temporary folder."""
+        if self._tmp:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            self._tmp = None

@@ -1,0 +1,42 @@
+"""Shared fixtures: small labelled data sets made on the fly (nothing is downloaded)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+from portrait_core.data.table import Dataset, ImportReport, make_table  # noqa: E402
+from portrait_core.schema import ATTRIBUTES  # noqa: E402
+
+
+def labelled_pictures(root: Path, n: int, seed: int = 0, size: int = 24, missing: float = 0.1) -> Dataset:
+    """n small pictures of random size with random labels (some missing), as a Dataset."""
+    rng = np.random.default_rng(seed)
+    root.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for i in range(n):
+        w, h = rng.integers(size // 2, size * 2, size=2)
+        pixels = rng.integers(0, 256, size=(h, w, 3), dtype=np.uint8)
+        path = root / f"{i:05d}.png"
+        Image.fromarray(pixels).save(path)
+        row = {"path": str(path)}
+        for key, attr in ATTRIBUTES.items():
+            if rng.random() >= missing:
+                row[key] = attr.classes[rng.integers(attr.n_classes)]
+        rows.append(row)
+    report = ImportReport(format="test", n_loaded=n)
+    return Dataset(root=root, table=make_table(rows), report=report)
+
+
+@pytest.fixture
+def make_pictures(tmp_path):
+    def make(n: int, seed: int = 0, **kw) -> Dataset:
+        return labelled_pictures(tmp_path / f"pics{seed}-{n}", n, seed, **kw)
+
+    return make
