@@ -3,6 +3,13 @@
     python -m portrait_core synth --out data/synthetic --n 3000 --seed 0 --size 128
     python -m portrait_core stats data/synthetic            # readable tables
     python -m portrait_core stats data/synthetic --json     # one JSON object
+    python -m portrait_core train --data data/synthetic --model cnn_custom \
+        --attributes gender,age,face_shape,hairstyle --epochs 10
+    python -m portrait_core train --model resnet50 --preset study --attributes hairstyle
+    python -m portrait_core stop RUN_ID
+    python -m portrait_core evaluate RUN_ID [--data OTHER_FOLDER]
+    python -m portrait_core predict face.jpg --model artifacts/default --json
+    python -m portrait_core predict *.jpg --model RUN_ID --explain gradcam --out overlays/
 
 Bad input prints one line on stderr and exits with status 2; nothing already saved is touched.
 """
@@ -68,6 +75,100 @@ def cmd_stats(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from portrait_core.training.config import TrainConfig, make_config
+    from portrait_core.training.runs import Run, read_json
+    from portrait_core.training.train import run_training
+
+    if args.from_run:  # launched by the app: the request is in the run folder
+        run = Run(Path(args.from_run))
+        config = TrainConfig.from_dict(read_json(run.path / "request.json", {}))
+    else:
+        options = {
+            k: v
+            for k, v in (
+                ("unfreeze", args.unfreeze),
+                ("weights", args.weights),
+                ("pooling", args.pooling),
+            )
+            if v is not None
+        }
+        config = make_config(
+            str(args.data),
+            args.model,
+            args.preset,
+            attributes=args.attributes,
+            image_size=args.image_size,
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            balance=args.balance,
+            seed=args.seed,
+            out=args.out,
+            max_steps_per_epoch=args.max_steps,
+            options=options,
+            augment=False if args.no_augment else None,
+            class_weights=False if args.no_class_weights else None,
+        )
+        run = None
+    run = run_training(config, run)
+    state = run.status.get("state")
+    print(f"{state}: {run.path}", file=sys.stderr)
+    return 0 if state in ("completed", "cancelled") else 1
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    from portrait_core.training.runs import RunStore
+
+    run = RunStore(args.out).get(args.run)
+    run.request_stop()
+    print(f"stop requested for {run.id}", file=sys.stderr)
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from portrait_core.training.train import evaluate_run
+
+    metrics = evaluate_run(args.run, args.data, runs=args.out)
+    print(json.dumps(metrics, indent=2))
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from portrait_core.explain import overlay
+    from portrait_core.images import open_rgb
+    from portrait_core.predict import load_predictor
+
+    predictor = load_predictor(args.model)
+    out = Path(args.out) if args.out else None
+    if args.explain and out is None:
+        raise UserError("--explain needs --out DIR to write the overlays into")
+    results, bad = {}, 0
+    for name in args.images:
+        try:
+            photo = open_rgb(name)
+        except BadImage as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            bad += 1
+            continue
+        result = predictor.predict(photo)
+        if args.explain:
+            out.mkdir(parents=True, exist_ok=True)
+            for attr, heat in predictor.explain(photo, args.explain).items():
+                target = out / f"{Path(name).stem}_{attr}_{args.explain.replace('+', 'p')}.png"
+                overlay(photo, heat).save(target)
+                result[attr]["overlay"] = str(target)
+        results[name] = result
+        if not args.json:
+            labels = ", ".join(
+                f"{a}={r['label']} ({r['probs'][r['label']]:.2f})" for a, r in result.items()
+            )
+            print(f"{name}: {labels}")
+    if args.json:
+        print(json.dumps(results, indent=2, ensure_ascii=False))
+    return EXIT_BAD_INPUT if bad else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="python -m portrait_core", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
@@ -87,6 +188,54 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="split seed")
     p.add_argument("--split", type=_fractions, default=(0.70, 0.15, 0.15), help="e.g. 70/15/15")
     p.set_defaults(func=cmd_stats)
+
+    from portrait_core.paths import DEFAULT_DATA, RUNS
+
+    p = sub.add_parser("train", help="train a model into a run folder")
+    p.add_argument(
+        "--data", default=str(DEFAULT_DATA), help="data folder (default: the synthetic set)"
+    )
+    p.add_argument(
+        "--model", default="cnn_custom", help="cnn_custom, mlp_custom, resnet50, alexnet"
+    )
+    p.add_argument(
+        "--attributes", default="gender,age,face_shape,hairstyle", help="comma-separated"
+    )
+    p.add_argument("--preset", default="default", choices=("default", "study"))
+    p.add_argument("--image-size", type=_positive_int)
+    p.add_argument("--epochs", type=_positive_int)
+    p.add_argument("--batch-size", type=_positive_int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--unfreeze", type=int, help="resnet50: train only the last N layers")
+    p.add_argument("--weights", help="resnet50: imagenet, none, or a weights file")
+    p.add_argument("--pooling", choices=("flatten", "gap"), help="cnn_custom / resnet50 head")
+    p.add_argument("--balance", help="oversample one attribute's classes: ATTR or ATTR:COUNT")
+    p.add_argument("--no-augment", action="store_true")
+    p.add_argument("--no-class-weights", action="store_true")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--max-steps", type=_positive_int, help="cap steps per epoch (quick trials)")
+    p.add_argument("--out", default=str(RUNS), help="folder for run folders")
+    p.add_argument("--from-run", help=argparse.SUPPRESS)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("stop", help="stop a running run after its current batch")
+    p.add_argument("run", help="run id or folder")
+    p.add_argument("--out", default=str(RUNS))
+    p.set_defaults(func=cmd_stop)
+
+    p = sub.add_parser("evaluate", help="test metrics of a run (or on another data set)")
+    p.add_argument("run", help="run id or folder")
+    p.add_argument("--data", help="another data folder: all of it is scored")
+    p.add_argument("--out", default=str(RUNS))
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("predict", help="label photos (and explain them)")
+    p.add_argument("images", nargs="+")
+    p.add_argument("--model", default="default", help="run id, run folder or model folder")
+    p.add_argument("--explain", choices=("gradcam", "gradcam++", "scorecam", "saliency"))
+    p.add_argument("--out", help="folder for overlay PNGs")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_predict)
     return parser
 
 

@@ -51,8 +51,12 @@ class Explainer:
             from tf_keras_vis.scorecam import Scorecam
             from tf_keras_vis.utils.model_modifiers import ReplaceToLinear
 
-            cls = {"gradcam": Gradcam, "gradcam++": GradcamPlusPlus, "scorecam": Scorecam,
-                   "saliency": Saliency}[method]
+            cls = {
+                "gradcam": Gradcam,
+                "gradcam++": GradcamPlusPlus,
+                "scorecam": Scorecam,
+                "saliency": Saliency,
+            }[method]
             # Scores on logits, not softmax outputs: softmax saturates and flattens gradients.
             import keras
 
@@ -60,7 +64,9 @@ class Explainer:
             self._tools[method] = cls(self.model, model_modifier=ReplaceToLinear(), clone=True)
         return self._tools[method]
 
-    def heatmaps(self, square: np.ndarray, classes: dict[str, int], method: str = "gradcam") -> dict[str, np.ndarray]:
+    def heatmaps(
+        self, square: np.ndarray, classes: dict[str, int], method: str = "gradcam"
+    ) -> dict[str, np.ndarray]:
         """square: one letterboxed picture (HxWx3, 0..255); classes: the class to explain per head.
 
         Returns {attribute: float32 HxW in [0, 1]} on the square, for the heads in `classes`.
@@ -110,7 +116,9 @@ def crop_to_photo(square_map: np.ndarray, width: int, height: int) -> np.ndarray
     size = square_map.shape[0]
     left, top, new_w, new_h = letterbox_box(width, height, size)
     inner = square_map[top : top + new_h, left : left + new_w]
-    resized = Image.fromarray(inner.astype(np.float32), mode="F").resize((width, height), Image.Resampling.BILINEAR)
+    resized = Image.fromarray(inner.astype(np.float32), mode="F").resize(
+        (width, height), Image.Resampling.BILINEAR
+    )
     return np.clip(np.asarray(resized, dtype=np.float32), 0.0, 1.0)
 
 

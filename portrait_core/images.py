@@ -57,6 +57,13 @@ def open_rgb(source: str | Path | bytes | BinaryIO, name: str | None = None) -> 
         raise BadImage(f"{label} is damaged or truncated ({exc})") from exc
 
 
+def as_rgb(image: Image.Image | str | Path | bytes, name: str | None = None) -> Image.Image:
+    """A PIL image (upright per EXIF, 8-bit RGB), from a PIL image, a path or file bytes."""
+    if isinstance(image, Image.Image):
+        return _to_rgb(ImageOps.exif_transpose(image))
+    return open_rgb(image, name)
+
+
 def _to_rgb(img: Image.Image) -> Image.Image:
     if img.mode in ("I;16", "I;16B", "I;16L", "I"):
         # 16-bit (or 32-bit integer) greyscale: scale the used range down to 8 bits.

@@ -58,11 +58,11 @@ def class_weights(codes: np.ndarray, n_classes: int) -> np.ndarray:
 def targets(
     data: SplitData, weights: dict[str, np.ndarray] | None
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """Labels (missing -> 0) and per-head sample weights (missing -> 0, else the class weight)."""
+    """Labels (-1 = missing, ignored by the loss) and per-head sample weights (0 where missing)."""
     y, w = {}, {}
     for attr, codes in data.codes.items():
         present = codes >= 0
-        y[attr] = np.where(present, codes, 0).astype(np.int32)
+        y[attr] = codes.astype(np.int32)
         per_class = weights[attr] if weights else np.ones(ATTRIBUTES[attr].n_classes, np.float32)
         w[attr] = np.where(present, per_class[np.maximum(codes, 0)], 0.0).astype(np.float32)
     return y, w
@@ -95,6 +95,19 @@ def _decode(size: int):
     return fn
 
 
+def split_data(table, splits, attributes) -> dict[str, SplitData]:
+    """The table cut into train/val/test SplitData (splits: a Series aligned with the table)."""
+    from portrait_core.data.table import label_codes
+
+    parts = {}
+    for name in ("train", "val", "test"):
+        rows = table[(splits == name).to_numpy()]
+        parts[name] = SplitData(
+            paths=rows["path"].to_numpy(), codes={a: label_codes(rows, a) for a in attributes}
+        )
+    return parts
+
+
 @dataclass
 class InputPipeline:
     """Builds the datasets of one training run. Call `mean_image()` first: it fills the cache."""
@@ -119,7 +132,9 @@ class InputPipeline:
     def _class_weights(self) -> dict[str, np.ndarray] | None:
         if not self.weight_classes:
             return None
-        weights = {a: class_weights(c, ATTRIBUTES[a].n_classes) for a, c in self.train.codes.items()}
+        weights = {
+            a: class_weights(c, ATTRIBUTES[a].n_classes) for a, c in self.train.codes.items()
+        }
         if self.balance:  # oversampling already evens that attribute out
             weights[self.balance[0]] = np.ones_like(weights[self.balance[0]])
         return weights
@@ -135,7 +150,9 @@ class InputPipeline:
             folder = Path(self._tmp)
         return ds.cache(str(folder / f"{name}-{os.getpid()}"))
 
-    def decoded(self, split: str, subset: np.ndarray | None = None, name: str = "") -> tf.data.Dataset:
+    def decoded(
+        self, split: str, subset: np.ndarray | None = None, name: str = ""
+    ) -> tf.data.Dataset:
         """(uint8 picture, labels, weights) per record of a split, cached after the first pass."""
         key = (split, name)
         if key in self._cached:
@@ -147,7 +164,11 @@ class InputPipeline:
         if split == "train":  # a random cache order, so a bounded shuffle buffer mixes well
             idx = np.random.default_rng(self.seed).permutation(idx)
         ds = tf.data.Dataset.from_tensor_slices(
-            (data.paths[idx].astype(str), {a: v[idx] for a, v in y.items()}, {a: v[idx] for a, v in w.items()})
+            (
+                data.paths[idx].astype(str),
+                {a: v[idx] for a, v in y.items()},
+                {a: v[idx] for a, v in w.items()},
+            )
         )
         ds = ds.map(_decode(self.image_size), num_parallel_calls=AUTOTUNE, deterministic=True)
         ds = self._cache(ds, len(idx), f"{split}{name}")
@@ -199,7 +220,9 @@ class InputPipeline:
         if self.balance:
             groups = self._class_subsets()
             parts = [
-                self.decoded("train", idx, name).repeat().shuffle(min(len(idx), 1024), seed=self.seed)
+                self.decoded("train", idx, name)
+                .repeat()
+                .shuffle(min(len(idx), 1024), seed=self.seed)
                 for name, idx, _ in groups
             ]
             counts = np.array([c for _, _, c in groups], np.float64)
@@ -208,7 +231,9 @@ class InputPipeline:
             ).take(int(counts.sum()))
         else:
             buffer = max(1, min(len(self.train), SHUFFLE_MEMORY // self.picture_bytes))
-            ds = self.decoded("train").shuffle(buffer, seed=self.seed, reshuffle_each_iteration=True)
+            ds = self.decoded("train").shuffle(
+                buffer, seed=self.seed, reshuffle_each_iteration=True
+            )
         ds = ds.batch(self.batch_size)
         if self.augment:
             layers = augmenter(self.seed)

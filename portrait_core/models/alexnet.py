@@ -23,18 +23,31 @@ def dense_width(image_size: int) -> int:
     cam_layer="conv5",
     options=("dropout",),
     presets={
-        "study": {"batch_size": 128, "epochs": 30, "lr": 1e-3, "early_stop_patience": 3,
-                  "lr_patience": 1, "lr_factor": 0.2, "options": {"dropout": 0.5}},
+        "study": {
+            "batch_size": 128,
+            "epochs": 30,
+            "lr": 1e-3,
+            "early_stop_patience": 3,
+            "lr_patience": 1,
+            "lr_factor": 0.2,
+            "options": {"dropout": 0.5},
+        },
         "default": {"batch_size": 64, "epochs": 20, "lr": 1e-3, "options": {"dropout": 0.5}},
     },
 )
 def build(image_size: int, attributes, dropout: float = 0.5) -> keras.Model:
     inputs, x = image_input(image_size)
     plan = [  # (filters, kernel, stride, pool after)
-        (96, 11, 4, True), (256, 5, 1, True), (384, 3, 1, False), (384, 3, 1, False), (256, 3, 1, True)
+        (96, 11, 4, True),
+        (256, 5, 1, True),
+        (384, 3, 1, False),
+        (384, 3, 1, False),
+        (256, 3, 1, True),
     ]
     for i, (filters, kernel, stride, pool) in enumerate(plan, start=1):
-        x = layers.Conv2D(filters, kernel, strides=stride, padding="same", use_bias=False, name=f"conv{i}_linear")(x)
+        x = layers.Conv2D(
+            filters, kernel, strides=stride, padding="same", use_bias=False, name=f"conv{i}_linear"
+        )(x)
         x = layers.BatchNormalization(name=f"conv{i}_bn")(x)
         x = layers.Activation("relu", name=f"conv{i}")(x)
         if pool:

@@ -36,13 +36,17 @@ class ModelSpec:
 
     @property
     def explain_methods(self) -> tuple[str, ...]:
-        return ("gradcam", "gradcam++", "scorecam", "saliency") if self.supports_cam else ("saliency",)
+        return (
+            ("gradcam", "gradcam++", "scorecam", "saliency") if self.supports_cam else ("saliency",)
+        )
 
 
 MODELS: dict[str, ModelSpec] = {}
 
 
-def register_model(name: str, *, description: str, cam_layer: str | None, presets: dict, options=()):
+def register_model(
+    name: str, *, description: str, cam_layer: str | None, presets: dict, options=()
+):
     def wrap(builder: Callable[..., keras.Model]) -> Callable[..., keras.Model]:
         MODELS[name] = ModelSpec(name, builder, description, cam_layer, presets, tuple(options))
         return builder

@@ -25,7 +25,15 @@ class WeightsUnavailable(ValueError):
 
 
 def keras_cache_file() -> Path:
-    return Path(keras.config.keras_home() if hasattr(keras.config, "keras_home") else Path.home() / ".keras") / "models" / WEIGHTS_FILE
+    return (
+        Path(
+            keras.config.keras_home()
+            if hasattr(keras.config, "keras_home")
+            else Path.home() / ".keras"
+        )
+        / "models"
+        / WEIGHTS_FILE
+    )
 
 
 def _host_reachable() -> bool:
@@ -70,15 +78,31 @@ def resolve_weights(weights: str | None) -> str | None:
     presets={
         # The study: ImageNet weights, last 10 layers trainable, head Flatten-Dense256-Dropout0.5,
         # Adam(1e-3), batch 125, EarlyStopping(val_loss, 5), ReduceLROnPlateau.
-        "study": {"batch_size": 125, "epochs": 30, "lr": 1e-3, "early_stop_patience": 5,
-                  "lr_patience": 2, "lr_factor": 0.2,
-                  "options": {"weights": "imagenet", "unfreeze": 10, "pooling": "flatten"}},
-        "default": {"batch_size": 32, "epochs": 15, "lr": 1e-3, "early_stop_patience": 4,
-                    "options": {"weights": "imagenet", "unfreeze": 10, "pooling": "gap"}},
+        "study": {
+            "batch_size": 125,
+            "epochs": 30,
+            "lr": 1e-3,
+            "early_stop_patience": 5,
+            "lr_patience": 2,
+            "lr_factor": 0.2,
+            "options": {"weights": "imagenet", "unfreeze": 10, "pooling": "flatten"},
+        },
+        "default": {
+            "batch_size": 32,
+            "epochs": 15,
+            "lr": 1e-3,
+            "early_stop_patience": 4,
+            "options": {"weights": "imagenet", "unfreeze": 10, "pooling": "gap"},
+        },
     },
 )
-def build(image_size: int, attributes, weights: str | None = "imagenet", unfreeze: int = 10,
-          pooling: str = "flatten") -> keras.Model:
+def build(
+    image_size: int,
+    attributes,
+    weights: str | None = "imagenet",
+    unfreeze: int = 10,
+    pooling: str = "flatten",
+) -> keras.Model:
     if pooling not in ("flatten", "gap"):
         raise ValueError(f"pooling must be 'flatten' or 'gap', not {pooling!r}")
     inputs, x = image_input(image_size)
@@ -92,7 +116,11 @@ def build(image_size: int, attributes, weights: str | None = "imagenet", unfreez
             layer.trainable = False  # a frozen BatchNormalization also runs in inference mode
     del base_layers
     features = base.output
-    features = layers.Flatten(name="flatten")(features) if pooling == "flatten" else layers.GlobalAveragePooling2D(name="gap")(features)
+    features = (
+        layers.Flatten(name="flatten")(features)
+        if pooling == "flatten"
+        else layers.GlobalAveragePooling2D(name="gap")(features)
+    )
 
     def hidden(f, attr):
         f = layers.Dense(256, activation="relu", name=f"{attr}_dense")(f)

@@ -1,0 +1,115 @@
+"""Prediction and explanation from a run or model folder, and nothing else.
+
+    from portrait_core import load_predictor
+    p = load_predictor("artifacts/default")   # or a run folder, or a run id
+    p.predict(image)                          # {attribute: {"label": str, "probs": {class: p}}}
+    p.explain(image, method="gradcam")        # {attribute: float32 H x W in [0, 1]} on the photo
+
+The folder's model.keras carries the zero-centring mean image; config.json says the input size,
+the attributes and the label-schema version. A photo goes through `images.as_rgb` and
+`images.letterbox`, the same code the training pipeline used.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from portrait_core.explain import Explainer, check_method, crop_to_photo
+from portrait_core.images import as_rgb, letterbox
+from portrait_core.paths import PROJECT, RUNS
+from portrait_core.schema import ATTRIBUTES, SCHEMA_VERSION
+from portrait_core.training.runs import read_json
+
+
+class ModelFolderError(ValueError):
+    """A folder that cannot serve predictions; the message says why."""
+
+
+def resolve_model_folder(path: str | Path) -> Path:
+    """A run folder, a model folder, a run id, or a name under artifacts/ -> the folder."""
+    candidates = [Path(path), RUNS / str(path), PROJECT / "artifacts" / str(path)]
+    for folder in candidates:
+        if (folder / "model.keras").is_file():
+            return folder
+    for folder in candidates:
+        if folder.is_dir():
+            raise ModelFolderError(
+                f"{folder} holds no model.keras (a run that has not finished an epoch?)"
+            )
+    raise ModelFolderError(f"no model folder or run named {path}")
+
+
+class Predictor:
+    def __init__(self, folder: str | Path):
+        import keras
+
+        import portrait_core.models.layers  # noqa: F401  (registers ZeroCentre for safe loading)
+        import portrait_core.training.metrics  # noqa: F401  (registers LabelledAccuracy)
+
+        self.folder = resolve_model_folder(folder)
+        config = read_json(self.folder / "config.json")
+        if not config:
+            raise ModelFolderError(f"{self.folder} has no readable config.json")
+        if config.get("schema_version") != SCHEMA_VERSION:
+            raise ModelFolderError(
+                f"{self.folder} was trained under label schema {config.get('schema_version')}, "
+                f"this code uses {SCHEMA_VERSION}: retrain it"
+            )
+        self.config = config
+        self.model_name = config["model"]["name"]
+        self.cam_layer = config["model"].get("cam_layer")
+        self.image_size = int(config["preprocessing"]["image_size"])
+        self.model = keras.models.load_model(
+            self.folder / "model.keras", safe_mode=True, compile=False
+        )
+        self.attributes = [a for a in ATTRIBUTES if a in self.model.output_names]
+        self._explainer: Explainer | None = None
+
+    @property
+    def explain_methods(self) -> list[str]:
+        return list(self.config["model"].get("explain_methods", ["saliency"]))
+
+    def square(self, photo: Image.Image) -> np.ndarray:
+        return letterbox(photo, self.image_size)
+
+    def _probabilities(self, square: np.ndarray) -> dict[str, np.ndarray]:
+        out = self.model(square[None].astype(np.float32), training=False)
+        return {a: np.asarray(out[a])[0] for a in self.attributes}
+
+    def predict(self, image) -> dict[str, dict]:
+        """{attribute: {"label": class, "probs": {class: probability}}} for one photo."""
+        photo = as_rgb(image)
+        probs = self._probabilities(self.square(photo))
+        return {a: _labelled(a, p) for a, p in probs.items()}
+
+    def explain(
+        self, image, method: str = "gradcam", classes: dict[str, str] | None = None
+    ) -> dict[str, np.ndarray]:
+        """Heat maps on the original photo (H x W, [0, 1]) for each head's predicted class
+        (or the class given per attribute in `classes`)."""
+        check_method(method, self.cam_layer, self.model_name)
+        photo = as_rgb(image)
+        square = self.square(photo)
+        if classes is None:
+            chosen = {a: int(np.argmax(p)) for a, p in self._probabilities(square).items()}
+        else:
+            chosen = {a: ATTRIBUTES[a].index(c) for a, c in classes.items()}
+        if self._explainer is None:
+            self._explainer = Explainer(self.model, self.cam_layer, self.model_name)
+        maps = self._explainer.heatmaps(square, chosen, method)
+        return {a: crop_to_photo(m, *photo.size) for a, m in maps.items()}
+
+
+def _labelled(attribute: str, probs: np.ndarray) -> dict:
+    classes = ATTRIBUTES[attribute].classes
+    return {
+        "label": classes[int(np.argmax(probs))],
+        "probs": {c: float(p) for c, p in zip(classes, probs)},
+    }
+
+
+def load_predictor(path: str | Path) -> Predictor:
+    return Predictor(path)

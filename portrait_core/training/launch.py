@@ -1,0 +1,32 @@
+"""Start a training run in its own process, so that no page, reload or closed tab can block or
+kill it. The run folder exists (state "queued") before this returns, so the app shows it at once.
+TensorFlow is not imported here: the child process imports it.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from portrait_core.paths import PROJECT
+from portrait_core.training.config import TrainConfig
+from portrait_core.training.runs import Run, RunStore, write_json_atomic
+
+
+def launch_training(config: TrainConfig) -> Run:
+    run = RunStore(config.out).create(config.model, config.attributes)
+    write_json_atomic(run.path / "request.json", config.to_dict())
+    log = open(run.path / "train.log", "ab")  # noqa: SIM115 - handed to the child, closed below
+    try:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "portrait_core", "train", "--from-run", str(run.path)],
+            cwd=PROJECT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,  # its own session: a Ctrl-C or a dying app leaves it running
+        )
+    finally:
+        log.close()
+    run.set_status(pid=process.pid)
+    return run

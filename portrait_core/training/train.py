@@ -1,0 +1,260 @@
+"""One training run, start to end: data -> split -> pipeline -> model -> fit -> best model -> metrics.
+
+The CLI and the Train page both come here (the page through a separate `python -m portrait_core
+train` process, so a closed tab never kills a run).
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from pathlib import Path
+
+import numpy as np
+
+from portrait_core.schema import ATTRIBUTES, SCHEMA_VERSION
+from portrait_core.training.config import TrainConfig
+from portrait_core.training.runs import Run, RunStore
+
+
+class RunCancelled(Exception):
+    pass
+
+
+def prepare_data(config: TrainConfig):
+    """Load the data set and its saved split; returns (dataset, {split: SplitData}, split file)."""
+    from portrait_core.data.formats import load_dataset
+    from portrait_core.data.split import load_or_make_split
+    from portrait_core.pipeline import split_data
+
+    dataset = load_dataset(config.data)
+    splits, split_path = load_or_make_split(dataset, config.seed, config.split)
+    parts = split_data(dataset.table, splits, config.attributes)
+    if len(parts["train"]) == 0 or len(parts["val"]) == 0:
+        raise ValueError(
+            f"{config.data} has too few pictures ({len(dataset)}) for a train/val/test split"
+        )
+    for attr in config.attributes:
+        if not (parts["train"].codes[attr] >= 0).any():
+            raise ValueError(
+                f"no picture in {config.data} has a {attr} label; leave {attr} out of the attributes"
+            )
+    return dataset, parts, split_path
+
+
+def _describe_run(config, run, dataset, parts, split_path, model, spec) -> dict:
+    import keras
+    import tensorflow as tf
+
+    from portrait_core import pipeline as pl
+
+    return {
+        "run_id": run.id,
+        "train": config.to_dict(),
+        "schema_version": SCHEMA_VERSION,
+        "attributes": list(config.attributes),
+        "classes": {a: list(ATTRIBUTES[a].classes) for a in config.attributes},
+        "preprocessing": {
+            "image_size": config.image_size,
+            "letterbox": "longer side scaled to image_size, padded to a square, centred on black",
+            "mean_image": "mean_image.npy (also inside model.keras, layer zero_centre)",
+            "scale": "(x - mean_image) / 255",
+            "augmentation": {
+                "rotation_degrees": pl.ROTATION_DEGREES,
+                "shift": pl.SHIFT,
+                "zoom": pl.ZOOM,
+                "horizontal_flip": True,
+            }
+            if config.augment
+            else None,
+        },
+        "data": {
+            "path": str(Path(config.data).resolve()),
+            "format": dataset.format,
+            "n_images": len(dataset),
+            "import_report": {
+                "loaded": dataset.report.n_loaded,
+                "skipped": dict(dataset.report.skipped),
+            },
+            "split_file": str(split_path),
+            "split_sizes": {k: len(v) for k, v in parts.items()},
+        },
+        "model": {
+            "name": config.model,
+            "options": config.options,
+            "params": int(model.count_params()),
+            "cam_layer": spec.cam_layer,
+            "explain_methods": list(spec.explain_methods),
+        },
+        "versions": {"tensorflow": tf.__version__, "keras": keras.__version__},
+    }
+
+
+def run_training(config: TrainConfig, run: Run | None = None) -> Run:
+    """Train per `config` into a run folder (created unless given); returns the run.
+
+    Raises on failure after marking the run failed with the message.
+    """
+    run = run or RunStore(config.out).create(config.model, config.attributes)
+    import os
+
+    run.set_status(
+        state="running", pid=os.getpid(), started=time.time(), epoch=0, batch=0, error=None
+    )
+    pipeline = None
+    try:
+        if run.stop_requested:
+            raise RunCancelled()
+        pipeline = _train(config, run)
+        return run
+    except RunCancelled:
+        run.set_status(state="cancelled", finished=time.time())
+        return run
+    except BaseException as exc:  # noqa: BLE001 - any crash must mark the run failed
+        message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        run.set_status(
+            state="failed",
+            error=message,
+            finished=time.time(),
+            traceback=traceback.format_exc(limit=8),
+        )
+        raise
+    finally:
+        if pipeline is not None:
+            pipeline.close()
+
+
+def _train(config: TrainConfig, run: Run):
+    import keras
+
+    from portrait_core.evaluate import evaluate_model
+    from portrait_core.models import create_model, get_spec
+    from portrait_core.pipeline import InputPipeline
+    from portrait_core.training.callbacks import BestModelSaver, GracefulStop, RunRecorder
+    from portrait_core.training.metrics import losses_and_metrics
+    from portrait_core.training.runs import write_json_atomic
+
+    dataset, parts, split_path = prepare_data(config)
+    spec = get_spec(config.model)
+    balance = config.balance_target()
+    if balance and balance[1] is None:
+        codes = parts["train"].codes[balance[0]]
+        balance = (balance[0], int(np.bincount(codes[codes >= 0]).max()))
+    pipeline = InputPipeline(
+        **parts,
+        image_size=config.image_size,
+        batch_size=config.batch_size,
+        seed=config.seed,
+        augment=config.augment,
+        balance=balance,
+        weight_classes=config.class_weights,
+        cache_dir=run.path / "cache",
+    )
+    keras.utils.set_random_seed(config.seed)
+    model = create_model(config.model, config.image_size, config.attributes, **config.options)
+    mean = pipeline.mean_image()
+    np.save(run.path / "mean_image.npy", mean)
+    model.get_layer("zero_centre").set_mean(mean)
+    write_json_atomic(
+        run.path / "config.json",
+        _describe_run(config, run, dataset, parts, split_path, model, spec),
+    )
+
+    losses, metrics = losses_and_metrics(config.attributes)
+    model.compile(optimizer=keras.optimizers.Adam(config.lr), loss=losses, metrics=metrics)
+    steps = pipeline.steps_per_epoch()
+    train_ds = pipeline.train_dataset()
+    if config.max_steps_per_epoch:
+        steps = min(steps, config.max_steps_per_epoch)
+        train_ds = train_ds.take(steps)
+    stopper = GracefulStop(run)
+    saver = BestModelSaver(run.model_file)
+    callbacks = [
+        stopper,
+        RunRecorder(run, config.epochs, steps),
+        saver,
+        keras.callbacks.EarlyStopping(
+            "val_loss", patience=config.early_stop_patience, restore_best_weights=True
+        ),
+        keras.callbacks.ReduceLROnPlateau(
+            "val_loss", factor=config.lr_factor, patience=config.lr_patience, min_lr=1e-6
+        ),
+        keras.callbacks.TensorBoard(
+            str(run.path / "tensorboard"), write_graph=False, profile_batch=0
+        ),
+    ]
+    started = time.time()
+    model.fit(
+        train_ds,
+        validation_data=pipeline.eval_dataset("val"),
+        epochs=config.epochs,
+        callbacks=callbacks,
+        verbose=2,
+    )
+    train_seconds = time.time() - started
+    if not run.model_file.exists():
+        if stopper.requested:
+            raise RunCancelled()
+        model.save(run.model_file)  # val_loss never finite: keep the last model, say so below
+    best = keras.models.load_model(run.model_file, safe_mode=True)
+    run.set_status(evaluating=True)
+    metrics_out = evaluate_model(
+        best, pipeline.eval_dataset("test"), parts["test"].codes, parts["train"].codes
+    )
+    metrics_out.update(
+        split="test",
+        train_seconds=round(train_seconds, 3),
+        best_epoch=saver.best_epoch,
+        best_val_loss=saver.best if saver.best_epoch else None,
+        epochs_run=len(run.history),
+    )
+    write_json_atomic(run.path / "metrics.json", metrics_out)
+    state = "cancelled" if stopper.requested else "completed"
+    run.set_status(state=state, finished=time.time(), evaluating=False)
+    return pipeline
+
+
+def evaluate_run(
+    run_id: str | Path, data: str | None = None, runs: str | Path | None = None
+) -> dict:
+    """Metrics of a run's best model: on its own test split, or on all of another data set."""
+    import keras
+
+    import portrait_core.models.layers  # noqa: F401
+    import portrait_core.training.metrics  # noqa: F401
+    from portrait_core.data.formats import load_dataset
+    from portrait_core.data.table import label_codes
+    from portrait_core.evaluate import evaluate_model
+    from portrait_core.paths import RUNS
+    from portrait_core.pipeline import InputPipeline, SplitData
+
+    run = RunStore(runs or RUNS).get(run_id)
+    if not run.model_file.exists():
+        raise ValueError(f"run {run.id} has no model yet")
+    config = TrainConfig.from_dict(run.config["train"])
+    same = data is None or Path(data).resolve() == Path(config.data).resolve()
+    if same:
+        _, parts, _ = prepare_data(config)
+        evaluated, split = parts["test"], "test"
+        train_codes = parts["train"].codes
+    else:
+        dataset = load_dataset(data)
+        table = dataset.table
+        evaluated = SplitData(
+            table["path"].to_numpy(), {a: label_codes(table, a) for a in config.attributes}
+        )
+        split = "all"
+        _, parts, _ = prepare_data(config)
+        train_codes = parts["train"].codes
+    pipeline = InputPipeline(
+        train=parts["train"],
+        val=evaluated,
+        test=evaluated,
+        image_size=config.image_size,
+        batch_size=config.batch_size,
+    )
+    model = keras.models.load_model(run.model_file, safe_mode=True)
+    metrics = evaluate_model(model, pipeline.eval_dataset("test"), evaluated.codes, train_codes)
+    metrics.update(split=split, data=str(Path(data or config.data).resolve()))
+    pipeline.close()
+    return metrics
