@@ -41,3 +41,11 @@ lint: $(VENV)/.dev-installed
 
 clean-cache:
 	rm -rf artifacts/cache
+
+# The committed default model: one multi-output cnn_custom on the synthetic set (see README).
+DEFAULT_RUNS := artifacts/cache/default-model-runs
+default-model: $(VENV)/.installed $(DATA)/.complete
+	rm -rf $(DEFAULT_RUNS)
+	$(BIN)/python -m portrait_core train --data $(DATA) --model cnn_custom --image-size 128 \
+		--epochs 30 --seed 0 --out $(DEFAULT_RUNS)
+	$(BIN)/python -m portrait_core publish "$$(ls $(DEFAULT_RUNS) | tail -1)" --out $(DEFAULT_RUNS) --dest artifacts/default

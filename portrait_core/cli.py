@@ -10,6 +10,7 @@
     python -m portrait_core evaluate RUN_ID [--data OTHER_FOLDER]
     python -m portrait_core predict face.jpg --model artifacts/default --json
     python -m portrait_core predict *.jpg --model RUN_ID --explain gradcam --out overlays/
+    python -m portrait_core publish RUN_ID --dest artifacts/default
 
 Bad input prints one line on stderr and exits with status 2; nothing already saved is touched.
 """
@@ -169,6 +170,15 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return EXIT_BAD_INPUT if bad else 0
 
 
+def cmd_publish(args: argparse.Namespace) -> int:
+    from portrait_core.training.publish import publish
+    from portrait_core.training.runs import RunStore
+
+    dest = publish(RunStore(args.out).get(args.run), args.dest)
+    print(f"published {args.run} to {dest}", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="python -m portrait_core", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
@@ -236,6 +246,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="folder for overlay PNGs")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("publish", help="copy a finished run to a model folder with a model card")
+    p.add_argument("run", help="run id or folder")
+    p.add_argument("--dest", default="artifacts/default")
+    p.add_argument("--out", default=str(RUNS))
+    p.set_defaults(func=cmd_publish)
     return parser
 
 

@@ -15,7 +15,9 @@ from portrait_core.data.table import Dataset, ImportReport, make_table  # noqa: 
 from portrait_core.schema import ATTRIBUTES  # noqa: E402
 
 
-def labelled_pictures(root: Path, n: int, seed: int = 0, size: int = 24, missing: float = 0.1) -> Dataset:
+def labelled_pictures(
+    root: Path, n: int, seed: int = 0, size: int = 24, missing: float = 0.1
+) -> Dataset:
     """n small pictures of random size with random labels (some missing), as a Dataset."""
     rng = np.random.default_rng(seed)
     root.mkdir(parents=True, exist_ok=True)
@@ -40,3 +42,26 @@ def make_pictures(tmp_path):
         return labelled_pictures(tmp_path / f"pics{seed}-{n}", n, seed, **kw)
 
     return make
+
+
+@pytest.fixture(scope="session")
+def synthetic_small(tmp_path_factory) -> Path:
+    """160 synthetic montages at 48 px in the AI Hub layout (the default data's own path)."""
+    from portrait_core.synth import generate
+
+    out = tmp_path_factory.mktemp("synthetic") / "data"
+    generate(out, n=160, seed=3, size=48, progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def trained_run(synthetic_small, tmp_path_factory):
+    """A finished 2-epoch cnn_custom run on synthetic_small (shared by the tests that read runs)."""
+    from portrait_core.training.config import make_config
+    from portrait_core.training.train import run_training
+
+    runs = tmp_path_factory.mktemp("runs")
+    config = make_config(
+        str(synthetic_small), "cnn_custom", image_size=48, epochs=2, batch_size=16, out=str(runs)
+    )
+    return run_training(config)

@@ -7,7 +7,6 @@ import pytest
 
 from portrait_core import pipeline as pl
 from portrait_core.data.split import load_or_make_split
-from portrait_core.data.table import label_codes
 from portrait_core.images import load_letterboxed
 from portrait_core.schema import ATTRIBUTES
 
@@ -17,12 +16,7 @@ ATTRS = ("gender", "hairstyle")
 
 def build(dataset, **kw) -> pl.InputPipeline:
     splits, _ = load_or_make_split(dataset, seed=0)
-    parts = {}
-    for name in ("train", "val", "test"):
-        rows = dataset.table[(splits == name).to_numpy()]
-        parts[name] = pl.SplitData(
-            paths=rows["path"].to_numpy(), codes={a: label_codes(rows, a) for a in ATTRS}
-        )
+    parts = pl.split_data(dataset.table, splits, ATTRS)
     return pl.InputPipeline(**parts, image_size=SIZE, batch_size=8, seed=1, **kw)
 
 
@@ -35,13 +29,15 @@ def test_batches_have_the_documented_shapes_and_dtypes(make_pictures):
     for a in ATTRS:
         assert y[a].dtype.name == "int32" and y[a].shape == (8,)
         assert w[a].dtype.name == "float32"
-        assert (y[a].numpy() >= 0).all() and (y[a].numpy() < ATTRIBUTES[a].n_classes).all()
+        assert (y[a].numpy() >= -1).all() and (y[a].numpy() < ATTRIBUTES[a].n_classes).all()
     assert 0 <= float(x.numpy().min()) and float(x.numpy().max()) <= 255
 
 
 def test_mean_image_is_the_training_splits_per_pixel_mean(make_pictures):
     p = build(make_pictures(40))
-    expected = np.mean([load_letterboxed(q, SIZE).astype(np.float64) for q in p.train.paths], axis=0)
+    expected = np.mean(
+        [load_letterboxed(q, SIZE).astype(np.float64) for q in p.train.paths], axis=0
+    )
     got = p.mean_image()
     assert got.shape == (SIZE, SIZE, 3) and got.dtype == np.float32
     np.testing.assert_allclose(got, expected, atol=1e-3)
@@ -74,6 +70,7 @@ def test_missing_labels_weigh_zero_and_rare_classes_weigh_more(make_pictures):
         codes = p.train.codes[a]
         assert (w[a][codes < 0] == 0).all()
         assert (w[a][codes >= 0] > 0).all()
+        assert (y[a][codes < 0] == -1).all()  # the loss ignores class -1
     weights = pl.class_weights(np.array([0] * 90 + [1] * 10), 2)
     assert weights[1] > weights[0] * 5
     assert pl.class_weights(np.array([0] * 999 + [1]), 2)[1] == pl.MAX_CLASS_WEIGHT

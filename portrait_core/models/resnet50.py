@@ -70,6 +70,20 @@ def resolve_weights(weights: str | None) -> str | None:
     return str(path)
 
 
+def _copy_weights(source: str, base: keras.Model, image_size: int) -> None:
+    """Load ImageNet (or file) weights into a stand-alone ResNet50, then copy them layer by layer.
+
+    Loading straight into the flat graph fails: its source input is ours, so Keras would expect
+    our zero-centring layer's weights in the file too.
+    """
+    donor = keras.applications.ResNet50(
+        include_top=False, weights=source, input_shape=(image_size, image_size, 3)
+    )
+    for layer in donor.layers:
+        if layer.weights:
+            base.get_layer(layer.name).set_weights(layer.get_weights())
+
+
 @register_model(
     "resnet50",
     description="ResNet50, ImageNet weights where available, last N layers trained.",
@@ -107,7 +121,9 @@ def build(
         raise ValueError(f"pooling must be 'flatten' or 'gap', not {pooling!r}")
     inputs, x = image_input(image_size)
     source = resolve_weights(weights)
-    base = keras.applications.ResNet50(include_top=False, weights=source, input_tensor=x)
+    base = keras.applications.ResNet50(include_top=False, weights=None, input_tensor=x)
+    if source is not None:
+        _copy_weights(source, base, image_size)
     base_layers = [layer for layer in base.layers if layer.weights]
     if unfreeze < 0:
         raise ValueError(f"unfreeze must be 0 or more, not {unfreeze}")

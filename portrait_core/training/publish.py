@@ -1,0 +1,84 @@
+"""Publish a finished run as a model folder (artifacts/default): model, config, metrics, card."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from portrait_core.schema import ATTRIBUTES
+from portrait_core.training.runs import Run
+
+FILES = ("model.keras", "config.json", "metrics.json", "mean_image.npy", "history.jsonl")
+MAX_BYTES = 20 * 1024 * 1024  # the default model is committed: keep the repository light
+
+
+def model_card(run: Run) -> str:
+    config, metrics = run.config, run.metrics or {}
+    train = config["train"]
+    rows = []
+    for attr, m in metrics.get("attributes", {}).items():
+        base = m.get("majority_baseline", {})
+        rows.append(
+            f"| {ATTRIBUTES[attr].title} | {m['accuracy']:.3f} | {m['balanced_accuracy']:.3f} | "
+            f"{m['macro_f1']:.3f} | {base.get('accuracy', float('nan')):.3f} | {m['n']} |"
+        )
+    data = config["data"]
+    return "\n".join(
+        [
+            "# Model card: Portrait Lab default model",
+            "",
+            f"- Architecture: `{train['model']}` ({config['model']['params']:,} parameters), one "
+            f"multi-output model with heads {', '.join(config['attributes'])}.",
+            f"- Input: {train['image_size']} px letterboxed RGB; zero-centred by the training split's "
+            "mean image, which is stored inside `model.keras`.",
+            f"- Trained on: {data['n_images']:,} synthetic montages ({data['format']} layout) made by "
+            "`python -m portrait_core synth --n 3000 --seed 0 --size 128`; split "
+            f"{data['split_sizes']} (train/val/test), seed {train['seed']}.",
+            f"- Training: {metrics.get('epochs_run')} epochs, best epoch {metrics.get('best_epoch')} "
+            f"by validation loss, {metrics.get('train_seconds', 0):.0f} s on the CPU that made it.",
+            f"- Prediction: {metrics.get('ms_per_image', float('nan')):.1f} ms per image in batches.",
+            "",
+            "## Test-split metrics (synthetic data)",
+            "",
+            "| attribute | accuracy | balanced accuracy | macro F1 | majority baseline | n |",
+            "|---|---|---|---|---|---|",
+            *rows,
+            "",
+            "## What it is not good for",
+            "",
+            "It has seen only drawn, synthetic montages: front-facing cartoon portraits on plain "
+            "backgrounds. Its labels for real photographs mean little; it exists so that prediction, "
+            "explanation and the app work on a fresh machine. Train on real labelled portraits (AI Hub, "
+            "UTKFace, CelebA or a CSV manifest) for real use. Gender and age bands are coarse labels that "
+            "describe appearance, not identity; do not use any model of this kind to make decisions "
+            "about people.",
+            "",
+        ]
+    )
+
+
+def publish(run: Run, dest: str | Path) -> Path:
+    """Copy a run's files into `dest` (replacing it whole, atomically enough: temp then rename)."""
+    if run.metrics is None or not run.model_file.exists():
+        raise ValueError(f"run {run.id} has no model and metrics to publish")
+    dest = Path(dest)
+    tmp = dest.with_name(dest.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for name in FILES:
+        if (run.path / name).exists():
+            shutil.copy2(run.path / name, tmp / name)
+    (tmp / "MODEL_CARD.md").write_text(model_card(run))
+    size = sum(p.stat().st_size for p in tmp.iterdir())
+    if size > MAX_BYTES:
+        shutil.rmtree(tmp)
+        raise ValueError(
+            f"{run.id} is {size / 1e6:.1f} MB, over the {MAX_BYTES / 1e6:.0f} MB limit"
+        )
+    old = dest.with_name(dest.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if dest.exists():
+        dest.rename(old)
+    tmp.rename(dest)
+    shutil.rmtree(old, ignore_errors=True)
+    return dest

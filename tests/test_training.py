@@ -1,0 +1,145 @@
+"""Training runs: every file of the run folder, graceful stop, crash handling, publishing."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import keras
+import pytest
+
+from portrait_core.schema import SCHEMA_VERSION
+from portrait_core.training import callbacks
+from portrait_core.training.config import TrainConfig, make_config
+from portrait_core.training.launch import launch_training
+from portrait_core.training.publish import publish
+from portrait_core.training.runs import RunStore
+from portrait_core.training.train import run_training
+
+
+def test_a_run_folder_describes_itself(trained_run):
+    files = {p.name for p in trained_run.path.iterdir()}
+    assert {
+        "config.json",
+        "history.jsonl",
+        "status.json",
+        "model.keras",
+        "metrics.json",
+        "mean_image.npy",
+        "tensorboard",
+    } <= files
+    assert not [f for f in files if f.endswith(".tmp") or ".tmp." in f]
+    config = trained_run.config
+    assert config["schema_version"] == SCHEMA_VERSION
+    assert config["preprocessing"]["image_size"] == 48
+    assert (
+        config["data"]["split_file"]
+        and sum(config["data"]["split_sizes"].values()) == config["data"]["n_images"]
+    )
+    assert TrainConfig.from_dict(config["train"]).model == "cnn_custom"  # reproducible from it
+    history = trained_run.history
+    assert [h["epoch"] for h in history] == [1, 2]
+    assert {"loss", "val_loss", "gender_accuracy", "val_hairstyle_loss", "learning_rate"} <= set(
+        history[0]
+    )
+    status = trained_run.status
+    assert status["state"] == "completed" and status["epoch"] == 2
+    metrics = trained_run.metrics
+    assert set(metrics["attributes"]) == {"gender", "age", "face_shape", "hairstyle"}
+    assert metrics["params"] > 0 and metrics["ms_per_image"] > 0 and metrics["train_seconds"] > 0
+    assert any((trained_run.path / "tensorboard").rglob("*tfevents*"))
+    model = keras.models.load_model(trained_run.model_file, safe_mode=True)
+    assert sorted(model.output_names) == ["age", "face_shape", "gender", "hairstyle"]
+
+
+def test_config_rejects_unknown_keys_and_wrong_types():
+    with pytest.raises(ValueError, match="unknown config key colour"):
+        TrainConfig.from_dict({"data": "x", "colour": "red"})
+    with pytest.raises(ValueError, match="epochs should be int"):
+        TrainConfig.from_dict({"data": "x", "epochs": "ten"})
+    with pytest.raises(ValueError, match="unknown attribute"):
+        make_config("x", "cnn_custom", attributes="gender,beard")
+    with pytest.raises(ValueError, match="balance attribute"):
+        make_config("x", "cnn_custom", attributes="gender", balance="hairstyle")
+
+
+def test_study_preset_fills_the_studys_settings_and_user_values_win():
+    study = make_config("x", "cnn_custom", preset="study")
+    assert (study.batch_size, study.epochs, study.early_stop_patience, study.lr_factor) == (
+        125,
+        30,
+        3,
+        0.2,
+    )
+    assert study.options["pooling"] == "flatten"
+    assert make_config("x", "cnn_custom", preset="study", epochs=2).epochs == 2
+
+
+def test_a_crash_marks_the_run_failed_and_leaves_no_half_files(
+    synthetic_small, tmp_path, monkeypatch
+):
+    def explode(self, epoch, logs=None):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(callbacks.RunRecorder, "on_epoch_end", explode)
+    config = make_config(
+        str(synthetic_small),
+        "cnn_custom",
+        image_size=48,
+        epochs=3,
+        batch_size=16,
+        out=str(tmp_path),
+        max_steps_per_epoch=2,
+    )
+    with pytest.raises(RuntimeError, match="disk full"):
+        run_training(config)
+    (run,) = RunStore(tmp_path).list()
+    assert run.status["state"] == "failed" and "disk full" in run.status["error"]
+    assert run.metrics is None
+    assert not [p for p in run.path.iterdir() if ".tmp" in p.name]
+
+
+def test_stop_ends_a_running_run_gracefully(synthetic_small, tmp_path):
+    config = make_config(
+        str(synthetic_small),
+        "cnn_custom",
+        image_size=48,
+        epochs=200,
+        batch_size=8,
+        out=str(tmp_path),
+    )
+    run = launch_training(config)  # a separate process, as the app starts it
+    assert run.status["state"] in ("queued", "running")
+    deadline = time.time() + 120
+    while time.time() < deadline and len(run.history) < 1:
+        time.sleep(0.5)
+    assert run.history, f"no epoch finished: {run.status}"
+    run.request_stop()
+    while time.time() < deadline and run.status["state"] == "running":
+        time.sleep(0.5)
+    assert run.status["state"] == "cancelled"
+    assert len(run.history) < 200
+    assert run.model_file.exists()  # the best model so far is kept
+    keras.models.load_model(run.model_file, safe_mode=True)
+    assert not [p for p in run.path.iterdir() if ".tmp" in p.name]
+
+
+def test_stop_from_the_cli(synthetic_small, tmp_path):
+    from portrait_core.cli import main
+
+    store = RunStore(tmp_path)
+    run = store.create("cnn_custom", ("gender",))
+    assert main(["stop", run.id, "--out", str(tmp_path)]) == 0
+    assert run.stop_requested and run.status["state"] == "cancelled"
+    assert main(["stop", "no-such-run", "--out", str(tmp_path)]) == 2
+
+
+def test_publish_writes_a_model_folder_with_a_card(trained_run, tmp_path):
+    dest = publish(trained_run, tmp_path / "default")
+    assert {"model.keras", "config.json", "metrics.json", "MODEL_CARD.md"} <= {
+        p.name for p in dest.iterdir()
+    }
+    card = (dest / "MODEL_CARD.md").read_text()
+    assert "synthetic" in card and "not good for" in card
+    gender = json.loads((dest / "metrics.json").read_text())["attributes"]["gender"]
+    assert f"{gender['accuracy']:.3f}" in card
