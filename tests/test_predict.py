@@ -1,0 +1,169 @@
+"""Prediction and explanation: the public API, every image mode, every bad file, the CLI."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from portrait_core import load_predictor
+from portrait_core.cli import main
+from portrait_core.explain import Explainer, crop_to_photo, overlay
+from portrait_core.images import BadImage
+from portrait_core.models import create_model, get_spec, model_names
+from portrait_core.schema import ATTRIBUTE_KEYS, ATTRIBUTES
+
+
+@pytest.fixture(scope="module")
+def predictor(trained_run):
+    return load_predictor(trained_run.path)
+
+
+@pytest.fixture(scope="module")
+def face(synthetic_small):
+    return Image.open(synthetic_small / "1.png").convert("RGB")
+
+
+def encode(img: Image.Image, fmt: str = "PNG") -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format=fmt)
+    return buf.getvalue()
+
+
+def test_predict_gives_every_attribute_a_label_and_probabilities(predictor, face):
+    result = predictor.predict(face)
+    assert set(result) == set(ATTRIBUTE_KEYS)
+    for attr, r in result.items():
+        assert list(r["probs"]) == list(ATTRIBUTES[attr].classes)
+        assert r["label"] == max(r["probs"], key=r["probs"].get)
+        assert sum(r["probs"].values()) == pytest.approx(1.0, abs=1e-4)
+
+
+@pytest.mark.parametrize("mode", ["RGB", "RGBA", "L", "P", "CMYK", "I;16"])
+def test_every_image_mode_is_accepted(predictor, face, mode):
+    img = face.convert("I;16") if mode == "I;16" else face.convert(mode)
+    fmt = "JPEG" if mode == "CMYK" else "PNG"
+    result = predictor.predict(encode(img, fmt))
+    assert set(result) == set(ATTRIBUTE_KEYS)
+
+
+def test_prediction_equals_training_preprocessing(predictor, face):
+    """A photo and its letterboxed square give the same answer: same code path."""
+    wide = Image.new("RGB", (face.width * 2, face.height))
+    wide.paste(face, (face.width // 2, 0))
+    a = predictor.predict(wide)
+    square = Image.fromarray(predictor.square(wide))
+    b = predictor.predict(square)
+    for attr in ATTRIBUTE_KEYS:
+        assert a[attr]["probs"] == pytest.approx(b[attr]["probs"], abs=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"not an image at all", "not an image"),
+        (b"\x89PNG\r\n\x1a\n" + b"\0" * 20, "not an image|damaged"),
+    ],
+)
+def test_bad_files_are_rejected_with_a_named_problem(predictor, data, message):
+    with pytest.raises(BadImage, match=message):
+        predictor.predict(data)
+
+
+def test_truncated_image_is_rejected(predictor, face):
+    data = encode(face.resize((200, 200)), "JPEG")
+    with pytest.raises(BadImage, match="damaged or truncated"):
+        predictor.predict(data[: len(data) // 2])
+
+
+def test_explain_maps_have_the_photos_shape_and_unit_range(predictor, face):
+    photo = face.resize((90, 60))
+    maps = predictor.explain(photo, method="gradcam")
+    assert set(maps) == set(ATTRIBUTE_KEYS)
+    for heat in maps.values():
+        assert heat.shape == (60, 90) and heat.dtype == np.float32
+        assert 0.0 <= heat.min() and heat.max() <= 1.0
+    out = overlay(photo, maps["gender"], 0.5)
+    assert out.size == photo.size and np.asarray(out).std() > 0
+
+
+@pytest.mark.parametrize("name", model_names())
+def test_each_method_explains_each_head_of_each_model(name):
+    spec = get_spec(name)
+    options = {"weights": "none"} if name == "resnet50" else {}
+    model = create_model(name, 48, ATTRIBUTE_KEYS, **options)
+    explainer = Explainer(model, spec.cam_layer, name)
+    square = np.random.default_rng(0).uniform(0, 255, (48, 48, 3)).astype(np.float32)
+    classes = {a: ATTRIBUTES[a].n_classes - 1 for a in ATTRIBUTE_KEYS}
+    for method in spec.explain_methods:
+        maps = explainer.heatmaps(square, classes, method)
+        assert set(maps) == set(ATTRIBUTE_KEYS), method
+        for heat in maps.values():
+            assert heat.shape == (48, 48) and np.isfinite(heat).all()
+            assert heat.min() >= 0.0 and heat.max() <= 1.0
+
+
+def test_cam_on_the_mlp_is_refused_naming_saliency():
+    model = create_model("mlp_custom", 48, ("gender",))
+    explainer = Explainer(model, get_spec("mlp_custom").cam_layer, "mlp_custom")
+    with pytest.raises(ValueError, match="saliency"):
+        explainer.heatmaps(np.zeros((48, 48, 3)), {"gender": 0}, "gradcam")
+
+
+def test_crop_to_photo_undoes_the_letterbox():
+    square = np.zeros((64, 64), np.float32)
+    square[16:48, :] = 1.0  # the photo's area inside the square for a 2:1 photo
+    back = crop_to_photo(square, 200, 100)
+    assert back.shape == (100, 200) and back.min() > 0.99
+
+
+def test_cli_predict_json_and_overlays(trained_run, synthetic_small, tmp_path, capsys):
+    code = main(
+        [
+            "predict",
+            str(synthetic_small / "1.png"),
+            "--model",
+            str(trained_run.path),
+            "--json",
+            "--explain",
+            "gradcam",
+            "--out",
+            str(tmp_path),
+        ]
+    )
+    assert code == 0
+    result = json.loads(capsys.readouterr().out)
+    (labels,) = result.values()
+    assert set(labels) == set(ATTRIBUTE_KEYS)
+    assert len(list(tmp_path.glob("*.png"))) == 4
+
+
+def test_cli_exit_codes_for_bad_input(trained_run, tmp_path, capsys):
+    text = tmp_path / "notes.png"
+    text.write_text("hello")
+    assert main(["predict", str(text), "--model", str(trained_run.path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "not an image" in err[0] and "Traceback" not in err[0]
+    assert main(["predict", str(text), "--model", str(tmp_path / "nothing")]) == 2
+    assert "no model folder" in capsys.readouterr().err
+    assert main(["stats", str(tmp_path / "missing")]) == 2
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--epochs", "zero"])
+    assert exit_info.value.code == 2
+
+
+def test_cli_stats_json_has_every_class(synthetic_small, capsys):
+    assert main(["stats", str(synthetic_small), "--json"]) == 0
+    stats = json.loads(capsys.readouterr().out)
+    assert stats["format"] == "aihub" and stats["n_images"] == 160
+    for attr, cls in ATTRIBUTES.items():
+        assert list(stats["counts"][attr]) == list(cls.classes)
+        assert sum(
+            stats["splits"][s][attr][c] for s in ("train", "val", "test") for c in cls.classes
+        ) == sum(stats["counts"][attr].values())
+    assert set(stats["missing"]) == set(ATTRIBUTE_KEYS)
+    assert main(["stats", str(synthetic_small)]) == 0
+    assert "Hairstyle" in capsys.readouterr().out
