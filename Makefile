@@ -46,6 +46,6 @@ clean-cache:
 DEFAULT_RUNS := artifacts/cache/default-model-runs
 default-model: $(VENV)/.installed $(DATA)/.complete
 	rm -rf $(DEFAULT_RUNS)
-	$(BIN)/python -m portrait_core train --data $(DATA) --model cnn_custom --image-size 128 \
-		--epochs 30 --seed 0 --out $(DEFAULT_RUNS)
+	$(BIN)/python -m portrait_core train --data $(DATA) --model cnn_custom --image-size 64 \
+		--epochs 20 --seed 0 --out $(DEFAULT_RUNS)
 	$(BIN)/python -m portrait_core publish "$$(ls $(DEFAULT_RUNS) | tail -1)" --out $(DEFAULT_RUNS) --dest artifacts/default
