@@ -1,0 +1,65 @@
+"""The Predict page under AppTest: four predictions with overlays, bad uploads, no model."""
+
+from __future__ import annotations
+
+import io
+import shutil
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+from portrait_core import leaderboard, paths
+
+APP = str(paths.PROJECT / "app.py")
+
+
+@pytest.fixture
+def with_models(monkeypatch, tmp_path, trained_run, synthetic_small):
+    runs = tmp_path / "runs"
+    shutil.copytree(trained_run.path, runs / trained_run.id)
+    monkeypatch.setattr(leaderboard, "RUNS", runs)
+    monkeypatch.setattr(leaderboard, "DEFAULT_MODEL", tmp_path / "no-default")
+    monkeypatch.setenv("PORTRAIT_LAB_DATA", str(synthetic_small))
+    monkeypatch.setattr(paths, "DEFAULT_DATA", Path(synthetic_small))
+    return runs
+
+
+def open_predict() -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=120).run()
+    at.switch_page("pages/predict.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def png(img: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_upload_shows_four_predictions_with_overlays(with_models, synthetic_small):
+    at = open_predict()
+    photo = Image.open(synthetic_small / "2.png")
+    at.file_uploader(key="uploads").set_value([("face.png", png(photo), "image/png")]).run()
+    assert not at.exception, [e.value for e in at.exception]
+    labels = [m.value for m in at.markdown if m.value.startswith("**") and ":" in m.value]
+    assert len(labels) == 4 and any("Hairstyle" in v for v in labels)
+    assert len(at.get("plotly_chart")) == 4
+    assert len(at.get("image")) == 5  # the photo plus four overlays
+
+
+def test_bad_upload_is_an_error_message_not_an_exception(with_models):
+    at = open_predict()
+    at.file_uploader(key="uploads").set_value([("notes.png", b"hello", "image/png")]).run()
+    assert not at.exception
+    assert any("not an image" in e.value for e in at.error)
+
+
+def test_without_any_model_the_page_says_so(monkeypatch, tmp_path, synthetic_small):
+    monkeypatch.setattr(leaderboard, "RUNS", tmp_path / "empty")
+    monkeypatch.setattr(leaderboard, "DEFAULT_MODEL", tmp_path / "none")
+    monkeypatch.setattr(paths, "DEFAULT_DATA", Path(synthetic_small))
+    at = open_predict()
+    assert any("No trained model" in w.value for w in at.warning)
