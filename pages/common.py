@@ -1,0 +1,192 @@
+"""The sidebar data-set chooser every page shares, and the cached loads behind it.
+
+Loads are cached on (path, modification time), so moving between pages or changing a widget
+never re-reads thousands of files, while a folder that changed on disk is read again.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+from portrait_core import paths
+from portrait_core.app_support import data_version, skipped_rows, split_sizes
+from portrait_core.data.formats import UnknownFormat, accepted_formats, load_dataset
+from portrait_core.data.stats import dataset_stats
+from portrait_core.data.table import Dataset
+
+DEFAULT_SOURCE = "Embedded synthetic default"
+FOLDER_SOURCE = "Folder path"
+SOURCES = (DEFAULT_SOURCE, FOLDER_SOURCE)
+# Widget keys kept across pages: each page renders its own copy of the sidebar, and Streamlit
+# forgets a widget's value when a page without that very widget runs (see _keep_across_pages).
+SHARED_KEYS = ("data_source", "data_path")
+RESOLVED_KEY = "data_path_resolved"  # the path in use, for pages that need it (Train passes it on)
+PROBLEM_KEY = "data_problem"  # why no data set is loaded, for the page's main area
+
+
+def _leave_pages_directory_mode() -> None:
+    """Rerun through app.py when Streamlit ran this page directly as an old-style pages/ app.
+
+    A folder named pages/ beside the entry point makes Streamlit start in its first multipage
+    mode (one page per file in pages/) until some run calls st.navigation. So when the first
+    request a fresh server gets is a deep link such as /train, Streamlit runs pages/train.py on
+    its own: no page config, common.py listed as a page, and that mode sticks for the process.
+    Turning the flag off and rerunning sends that request through app.py's st.navigation,
+    which opens the same page. (Renaming pages/ would avoid this; see the streamlit repo's
+    PR #10276 discussion.) A no-op when Streamlit's internals differ.
+    """
+    try:
+        from streamlit.runtime.pages_manager import PagesManager
+    except ImportError:
+        return
+    if getattr(PagesManager, "uses_pages_directory", None):
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
+_leave_pages_directory_mode()
+
+
+@st.cache_data(show_spinner="Reading the data set…", max_entries=4)
+def load_cached(path: str, version: float) -> Dataset:
+    """load_dataset(path); version (the folder's mtime) is only part of the cache key."""
+    return load_dataset(path)
+
+
+@st.cache_data(show_spinner="Counting classes per split…", max_entries=4)
+def stats_cached(path: str, version: float) -> dict:
+    """dataset_stats of the data set at path (writes its split file beside the data once)."""
+    return dataset_stats(load_cached(path, version))
+
+
+@st.cache_data(max_entries=4)
+def split_sizes_cached(path: str, version: float) -> dict[str, int]:
+    """Pictures per split (train/val/test) of the data set at path."""
+    return split_sizes(load_cached(path, version))
+
+
+def _keep_across_pages() -> None:
+    # Re-assigning a widget's value marks it as set by the app, which Streamlit keeps when the
+    # widget is not drawn by the page that runs next (the documented multipage idiom).
+    for key in SHARED_KEYS:
+        if key in st.session_state:
+            st.session_state[key] = st.session_state[key]
+
+
+def _show_error(title: str, exc: Exception, what_to_do: str) -> None:
+    """A short error in the sidebar; a long message's remaining lines go in an expander."""
+    first, _, rest = str(exc).partition("\n")
+    if rest and first.endswith(":") and ". " in first:  # "X does not exist. It reads these:"
+        first, _, lead = first.rpartition(". ")
+        first, rest = first + ".", f"{lead}\n{rest}"
+    st.sidebar.error(f"**{title}** {first}\n\n{what_to_do}")
+    if rest.strip():
+        with st.sidebar.expander("Details"):
+            st.markdown(rest)
+    st.session_state[PROBLEM_KEY] = first
+
+
+def _load(path: Path) -> Dataset | None:
+    """Load path with the cache; any failure becomes a message in the sidebar, never a traceback."""
+    try:
+        return load_cached(str(path), data_version(path))
+    except UnknownFormat as exc:
+        _show_error(
+            "Not a data set Portrait Lab can read.",
+            exc,
+            "Check the path, or point it at one of the formats under Details.",
+        )
+    except FileNotFoundError as exc:
+        _show_error("A file is missing.", exc, "Check the path and that the files are there.")
+    except PermissionError as exc:
+        _show_error("Permission denied.", exc, "Choose a folder this app's user may read.")
+    except (ValueError, OSError) as exc:
+        _show_error("The data set could not be read.", exc, "Check the files the message names.")
+    return None
+
+
+def _report(dataset: Dataset) -> None:
+    report = dataset.report
+    st.sidebar.caption(f"`{dataset.root}`")
+    st.sidebar.markdown(
+        f"**{report.n_loaded:,}** pictures loaded ({report.format})"
+        + (f", **{report.n_skipped:,}** left out or partly labelled" if report.skipped else "")
+    )
+    if report.skipped:
+        with st.sidebar.expander("Import report"):
+            st.caption(
+                "Whole records are left out for a missing or unreadable picture or JSON; a bad "
+                "label only leaves that label missing. A few example files per reason:"
+            )
+            for row in skipped_rows(report).itertuples():
+                st.markdown(f"- **{row.count:,}** {row.reason}")
+                if row.examples:
+                    st.caption(row.examples)
+
+
+def choose_dataset() -> Dataset | None:
+    """Draw the data-set chooser in the sidebar; return the loaded Dataset, or None (explained).
+
+    Also stores the resolved path in st.session_state["data_path_resolved"] (None when no data
+    set is loaded), for pages that pass it on, e.g. to a training run.
+    """
+    _keep_across_pages()
+    st.session_state[RESOLVED_KEY] = None
+    st.session_state[PROBLEM_KEY] = None
+    st.sidebar.subheader("Data set")
+    source = st.sidebar.radio(
+        "Source", SOURCES, key="data_source", label_visibility="collapsed", horizontal=False
+    )
+    if source == DEFAULT_SOURCE:
+        path = Path(paths.DEFAULT_DATA).expanduser().absolute()
+        if not path.exists():
+            st.sidebar.warning(
+                "**The embedded synthetic data set has not been made yet.**\n\n"
+                f"It belongs in `{path}`. Run `make data` in the project folder (about a minute), "
+                "then reload this page, or choose *Folder path* to use your own pictures."
+            )
+            st.session_state[PROBLEM_KEY] = "the embedded synthetic set has not been made yet."
+            return None
+    else:
+        text = st.sidebar.text_input(
+            "Folder or manifest .csv",
+            key="data_path",
+            placeholder="/path/to/pictures",
+            help="Formats Portrait Lab reads:\n\n" + accepted_formats(),
+        )
+        if not text.strip():
+            st.sidebar.info("Type the path of a folder of pictures, or of a manifest .csv.")
+            return None
+        path = Path(text.strip()).expanduser().absolute()
+
+    dataset = _load(path)
+    if dataset is None:
+        return None
+    st.session_state[RESOLVED_KEY] = str(path)
+    _report(dataset)
+    if st.sidebar.button("Reload from disk", key="data_reload", help="Read the folder again"):
+        for cached in (load_cached, stats_cached, split_sizes_cached):
+            cached.clear()
+        st.rerun()
+    return dataset
+
+
+def need_dataset() -> Dataset:
+    """choose_dataset(), stopping the page with a pointer to the sidebar when there is none."""
+    dataset = choose_dataset()
+    if dataset is None:
+        problem = st.session_state.get(PROBLEM_KEY)
+        if problem:
+            st.info(f"No data set is loaded: {problem} The sidebar says what to do.")
+        else:
+            st.info("Choose a data set in the sidebar to see this page.")
+        st.stop()
+    if len(dataset) == 0:
+        st.warning(
+            "No picture could be loaded from this data set. The import report in the sidebar "
+            "says why each record was left out."
+        )
+        st.stop()
+    return dataset
