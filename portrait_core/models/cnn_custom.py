@@ -11,12 +11,16 @@ from keras import layers
 
 from portrait_core.models.registry import image_input, register_model, softmax_heads
 
+# flatten: the study; gap: global average (small, but loses where things are: face outlines
+# and beards need position); pool_flatten: pool once more, then flatten (the default).
+POOLINGS = ("flatten", "gap", "pool_flatten")
+
 
 @register_model(
     "cnn_custom",
     description="The study's 3-conv CNN (Conv64-Conv128-Conv256, Dense 32 per head).",
     cam_layer="conv3",
-    options=("pooling", "batch_norm"),
+    options=("pooling", "batch_norm", "head_units"),
     presets={
         # The study: Adam, batch 125, 30 epochs, EarlyStopping(val_loss, 3), ReduceLROnPlateau(0.2, 1).
         "study": {
@@ -28,43 +32,52 @@ from portrait_core.models.registry import image_input, register_model, softmax_h
             "lr_factor": 0.2,
             "options": {"pooling": "flatten", "batch_norm": False},
         },
+        # Measured here on the synthetic set at 64 px, four heads: with the study's Dense(32)
+        # ReLU heads, lr 1e-3 (with or without batch norm) left some heads stuck on one class
+        # (face_shape at chance after 5 epochs); linear heads on pooled conv features learned
+        # every head (4 epochs: val accuracy gender 0.97, hairstyle 0.92, face 0.80, age 0.71).
         "default": {
             "batch_size": 32,
-            "epochs": 20,
-            "lr": 2e-3,
-            "early_stop_patience": 4,
+            "epochs": 30,
+            "lr": 1e-3,
+            "early_stop_patience": 5,
             "lr_patience": 2,
             "lr_factor": 0.3,
-            "options": {"pooling": "gap", "batch_norm": True},
+            "options": {"pooling": "pool_flatten", "batch_norm": False, "head_units": 0},
         },
     },
 )
 def build(
-    image_size: int, attributes, pooling: str = "gap", batch_norm: bool = True
+    image_size: int,
+    attributes,
+    pooling: str = "pool_flatten",
+    batch_norm: bool = False,
+    head_units: int = 32,
 ) -> keras.Model:
-    if pooling not in ("flatten", "gap"):
-        raise ValueError(f"pooling must be 'flatten' or 'gap', not {pooling!r}")
+    if pooling not in POOLINGS:
+        raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}, not {pooling!r}")
     inputs, x = image_input(image_size)
     for i, filters in enumerate((64, 128, 256), start=1):
-        x = layers.Conv2D(
-            filters,
-            3,
-            use_bias=not batch_norm,
-            name=f"conv{i}_linear" if batch_norm else f"conv{i}",
-            activation=None if batch_norm else "relu",
-        )(x)
+        name = f"conv{i}_linear" if batch_norm else f"conv{i}"
+        activation = None if batch_norm else "relu"
+        x = layers.Conv2D(filters, 3, use_bias=not batch_norm, activation=activation, name=name)(x)
         if batch_norm:
             x = layers.BatchNormalization(name=f"conv{i}_bn")(x)
             x = layers.Activation("relu", name=f"conv{i}")(x)
         if i < 3:
             x = layers.MaxPooling2D(name=f"pool{i}")(x)
-    features = (
-        layers.Flatten(name="flatten")(x)
-        if pooling == "flatten"
-        else layers.GlobalAveragePooling2D(name="gap")(x)
-    )
+    if pooling == "gap":
+        features = layers.GlobalAveragePooling2D(name="gap")(x)
+    else:
+        if pooling == "pool_flatten":  # one more 2x2 pool: 4x fewer dense weights, same layout
+            x = layers.MaxPooling2D(name="pool3")(x)
+        features = layers.Flatten(name="flatten")(x)
 
     def hidden(f, attr):
-        return layers.Dense(32, activation="relu", name=f"{attr}_dense")(f)
+        # The study's Dense(32) per head; 0 = a linear head on the conv features, which cannot
+        # die the way a 32-unit ReLU bottleneck can (see the default preset's note).
+        if not head_units:
+            return layers.Dropout(0.3, name=f"{attr}_dropout")(f)
+        return layers.Dense(head_units, activation="relu", name=f"{attr}_dense")(f)
 
     return keras.Model(inputs, softmax_heads(features, attributes, hidden), name="cnn_custom")

@@ -1,0 +1,120 @@
+"""bench/results.json -> the Markdown tables of bench/README.md, with each target beside its figure."""
+
+from __future__ import annotations
+
+
+def _f(value, digits: int = 1) -> str:
+    return "n/a" if value is None else f"{value:,.{digits}f}"
+
+
+def _check(ok: bool | None) -> str:
+    return "" if ok is None else ("met" if ok else "**missed**")
+
+
+def markdown(results: dict) -> str:
+    lines = [
+        "# Benchmarks",
+        "",
+        "Made by `make bench` (`bench/run.py`). Each figure is the median of several runs; compared",
+        "figures ran side by side in the same script run. Machines are shared and noisy: read ratios",
+        "before absolute numbers.",
+    ]
+    for label, entry in results.items():
+        m = entry.get("machine", {})
+        lines += [
+            "",
+            f"## {label}: {m.get('cpu')}, {m.get('cores')} cores"
+            + (f", GPU {m['gpu']}" if m.get("gpu") else ", no GPU")
+            + f" ({entry.get('date')})",
+        ]
+        if "predict" in entry:
+            lines += [
+                "",
+                "### 1. Prediction latency (one 1024x768 photo, warm, all four heads)",
+                "",
+                "| model | predict ms | predict + explain ms | explain 1 head ms | explain 4 heads ms | 4 vs 1 head |",
+                "|---|---|---|---|---|---|",
+            ]
+            for name, r in entry["predict"].items():
+                lines.append(
+                    f"| {name} ({r['method']}) | {_f(r['predict_ms'])} | {_f(r['predict_explain_ms'])} | "
+                    f"{_f(r['explain_one_head_ms'])} | {_f(r['explain_four_heads_ms'])} | {_f(r['four_vs_one_head_ratio'], 2)}x |"
+                )
+            d = entry["predict"].get("default")
+            if d:
+                lines += [
+                    "",
+                    f"Targets for the default model: predict under 50 ms "
+                    f"({_check(d['predict_ms'] < 50)}), predict + explain under 300 ms "
+                    f"({_check(d['predict_explain_ms'] < 300)}).",
+                ]
+        if "pipeline" in entry:
+            p = entry["pipeline"]
+            lines += [
+                "",
+                f"### 2. Input pipeline ({p['images']} PNGs, {p['image_size']} px, batch 32, augmented)",
+                "",
+                "| way | images/s |",
+                "|---|---|",
+                f"| ours, first pass (decode + letterbox + cache) | {_f(p['ours_first_pass_img_s'])} |",
+                f"| ours, epoch from the uint8 cache (shuffle, batch, augment) | {_f(p['ours_epoch_img_s'])} |",
+                f"| study: load into float32 array | {_f(p['study_load_img_s'])} |",
+                f"| study: ImageDataGenerator epoch | {_f(p['study_epoch_img_s'])} |",
+                "",
+                f"Ours vs the study's way, per epoch: {_f(p['epoch_ratio_ours_vs_study'], 2)}x.",
+            ]
+            fastest = max(
+                (
+                    v["memory_img_s"]
+                    for k, v in entry.get("train", {}).items()
+                    if k.endswith("@128")
+                ),
+                default=None,
+            )
+            if fastest:
+                ratio = p["ours_epoch_img_s"] / fastest
+                lines.append(
+                    f"Against the fastest model's training rate at 128 px ({_f(fastest)} img/s): "
+                    f"{_f(ratio, 2)}x (target 3x: {_check(ratio >= 3)})."
+                )
+        if "train" in entry:
+            lines += [
+                "",
+                "### 3. Training throughput (images/s; random data in memory unless noted)",
+                "",
+                "| model | 128 px | 224 px | 128 px through the pipeline | pipeline / memory |",
+                "|---|---|---|---|---|",
+            ]
+            names = sorted({k.split("@")[0] for k in entry["train"]})
+            for name in names:
+                a = entry["train"].get(f"{name}@128", {})
+                b = entry["train"].get(f"{name}@224", {})
+                ratio = a.get("pipeline_vs_memory")
+                lines.append(
+                    f"| {name} | {_f(a.get('memory_img_s'))} | {_f(b.get('memory_img_s'))} | "
+                    f"{_f(a.get('pipeline_img_s'))} | {_f(ratio, 2) if ratio else ''} "
+                    f"{_check(ratio >= 0.9) if ratio else ''} |"
+                )
+        if "memory" in entry:
+            lines += [
+                "",
+                "### 4. Peak resident memory of a training run at 224 px (cnn_custom, 20 steps)",
+                "",
+                "| pictures | peak RSS GB | study's float32 array GB | seconds |",
+                "|---|---|---|---|",
+            ]
+            for n, r in entry["memory"].items():
+                lines.append(
+                    f"| {int(n):,} | {_f(r['peak_rss_gb'], 2)} {_check(r['peak_rss_gb'] < 3)} | "
+                    f"{_f(r['study_float32_gb'], 1)} | {_f(r['seconds'], 0)} |"
+                )
+        if "app" in entry:
+            a = entry["app"]
+            lines += [
+                "",
+                "### 5. App start",
+                "",
+                f"- `streamlit run app.py` to the first HTTP answer: {_f(a['start_to_first_http_s'], 2)} s",
+                f"- opening Predict to the first prediction shown (Chromium): {_f(a['open_predict_to_first_prediction_s'], 2)} s",
+            ]
+    return "\n".join(lines) + "\n"

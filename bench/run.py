@@ -1,0 +1,454 @@
+"""Portrait Lab's benchmark suite: `make bench` writes bench/results.json and bench/README.md.
+
+Every figure is the median of several runs; where two things are compared, both run in this same
+script run, side by side, and the ratio is reported. Sections (run a subset with --only):
+
+    predict   one 1024x768 photo: predict, and predict + explain("gradcam"), all four heads
+    pipeline  training pipeline images/s from PNG files vs the study's float32 + ImageDataGenerator
+    train     training images/s per architecture at 128 and 224 px; pipeline vs in-memory tensors
+    memory    peak RSS of training over 5,000 / 15,000 / 30,000 pictures at 224 px
+    app       streamlit start to first HTTP answer; Predict page to first prediction (browser)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+PROJECT = HERE.parent
+sys.path.insert(0, str(PROJECT))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+WORK = HERE / "work"  # git-ignored: generated data and model folders
+REPEATS = 7
+ARCHS = ("cnn_custom", "mlp_custom", "resnet50", "alexnet")
+
+
+def median_time(fn, repeats: int = REPEATS, warm: int = 2) -> float:
+    for _ in range(warm):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def machine() -> dict:
+    cpu = platform.processor() or "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    gpu = None
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+        gpu = out.stdout.strip() or None
+    except (OSError, subprocess.TimeoutExpired):
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "gpu": gpu, "python": platform.python_version()}
+
+
+def synthetic(n: int, size: int) -> Path:
+    """A cached synthetic set of n pictures at size px under bench/work."""
+    from portrait_core.synth import generate
+
+    out = WORK / f"synth-{n}-{size}"
+    if not (out / ".complete").exists():
+        shutil.rmtree(out, ignore_errors=True)
+        generate(out, n=n, seed=7, size=size, progress=False)
+        (out / ".complete").touch()
+    return out
+
+
+def model_folder(name: str, size: int = 128) -> Path:
+    """A random-weight model folder that load_predictor accepts (speed does not need training)."""
+    import keras
+
+    from portrait_core.models import create_model, get_spec
+    from portrait_core.schema import ATTRIBUTE_KEYS, SCHEMA_VERSION
+
+    folder = WORK / f"model-{name}-{size}"
+    if (folder / "model.keras").exists():
+        return folder
+    folder.mkdir(parents=True, exist_ok=True)
+    options = {"weights": "none"} if name == "resnet50" else {}
+    model = create_model(name, size, ATTRIBUTE_KEYS, **options)
+    model.get_layer("zero_centre").set_mean(np.full((size, size, 3), 120, np.float32))
+    model.save(folder / "model.keras")
+    spec = get_spec(name)
+    config = {
+        "schema_version": SCHEMA_VERSION,
+        "attributes": list(ATTRIBUTE_KEYS),
+        "preprocessing": {"image_size": size},
+        "model": {
+            "name": name,
+            "cam_layer": spec.cam_layer,
+            "explain_methods": list(spec.explain_methods),
+        },
+    }
+    (folder / "config.json").write_text(json.dumps(config))
+    keras.backend.clear_session()
+    return folder
+
+
+def photo_1024x768():
+    from PIL import Image
+
+    face = Image.open(next(synthetic(200, 128).glob("1.png"))).convert("RGB")
+    canvas = Image.new("RGB", (1024, 768), (90, 110, 130))
+    canvas.paste(face.resize((700, 700)), (162, 34))
+    return canvas
+
+
+# --- 1. prediction latency --------------------------------------------------------------------
+def bench_predict() -> dict:
+    from portrait_core import load_predictor
+    from portrait_core.paths import DEFAULT_MODEL
+    from portrait_core.schema import ATTRIBUTE_KEYS
+
+    photo = photo_1024x768()
+    folders = {}
+    if (DEFAULT_MODEL / "model.keras").exists():
+        folders["default"] = DEFAULT_MODEL
+    folders.update({f"{a}@128": model_folder(a) for a in ARCHS})
+    results = {}
+    for label, folder in folders.items():
+        p = load_predictor(folder)
+        method = "gradcam" if "gradcam" in p.explain_methods else "saliency"
+        square = p.square(photo)
+        explainer_ready = p.explain(photo, method)  # builds the tf-keras-vis wrapper once
+        del explainer_ready
+        classes_all = {a: 0 for a in ATTRIBUTE_KEYS}
+        row = {
+            "method": method,
+            "predict_ms": 1000 * median_time(lambda p=p: p.predict(photo)),
+            "predict_explain_ms": 1000
+            * median_time(lambda p=p, m=method: (p.predict(photo), p.explain(photo, m))),
+            "explain_one_head_ms": 1000
+            * median_time(
+                lambda p=p, m=method, s=square: p._explainer.heatmaps(s, {"hairstyle": 0}, m)
+            ),
+            "explain_four_heads_ms": 1000
+            * median_time(
+                lambda p=p, m=method, s=square, c=classes_all: p._explainer.heatmaps(s, c, m)
+            ),
+        }
+        row["four_vs_one_head_ratio"] = row["explain_four_heads_ms"] / row["explain_one_head_ms"]
+        results[label] = row
+        print(
+            "predict",
+            label,
+            {k: round(v, 1) if isinstance(v, float) else v for k, v in row.items()},
+            flush=True,
+        )
+    return results
+
+
+# --- 2. input pipeline ------------------------------------------------------------------------
+def _parts(data: Path, size: int):
+    from portrait_core.training.config import TrainConfig
+    from portrait_core.training.train import prepare_data
+
+    _, parts, _ = prepare_data(TrainConfig(data=str(data), image_size=size))
+    return parts
+
+
+def bench_pipeline(size: int = 128, n: int = 1000, batch: int = 32) -> dict:
+    from keras.src.legacy.preprocessing.image import ImageDataGenerator
+
+    from portrait_core.images import load_letterboxed
+    from portrait_core.pipeline import InputPipeline
+
+    parts = _parts(synthetic(n, 128), size)
+    train = parts["train"]
+
+    def ours_epoch(pipeline) -> float:
+        start = time.perf_counter()
+        count = sum(int(x.shape[0]) for x, _, _ in pipeline.train_dataset())
+        return count / (time.perf_counter() - start)
+
+    cold, warm = [], []
+    for _ in range(3):
+        pipeline = InputPipeline(**parts, image_size=size, batch_size=batch, seed=0)
+        start = time.perf_counter()
+        pipeline.mean_image()  # the first pass: decode + letterbox + cache
+        cold.append(len(train) / (time.perf_counter() - start))
+        warm.append(statistics.median([ours_epoch(pipeline) for _ in range(3)]))
+        pipeline.close()
+
+    def study_load() -> np.ndarray:
+        return np.stack([load_letterboxed(p, size) for p in train.paths]).astype(np.float32)
+
+    loads = []
+    for _ in range(3):
+        start = time.perf_counter()
+        x = study_load()
+        loads.append(len(train) / (time.perf_counter() - start))
+    gen = ImageDataGenerator(
+        rotation_range=15,
+        width_shift_range=0.15,
+        height_shift_range=0.15,
+        zoom_range=0.15,
+        horizontal_flip=True,
+    )
+    y = train.codes["gender"]
+
+    def study_epoch() -> float:
+        start = time.perf_counter()
+        flow = gen.flow(x, y, batch_size=batch, seed=0)
+        count = sum(len(flow[i][0]) for i in range(len(flow)))
+        return count / (time.perf_counter() - start)
+
+    study = [study_epoch() for _ in range(3)]
+    out = {
+        "images": len(train),
+        "image_size": size,
+        "ours_first_pass_img_s": statistics.median(cold),
+        "ours_epoch_img_s": statistics.median(warm),
+        "study_load_img_s": statistics.median(loads),
+        "study_epoch_img_s": statistics.median(study),
+        "study_float32_bytes": int(x.nbytes),
+    }
+    out["epoch_ratio_ours_vs_study"] = out["ours_epoch_img_s"] / out["study_epoch_img_s"]
+    print("pipeline", out, flush=True)
+    return out
+
+
+# --- 3. training throughput ---------------------------------------------------------------------
+def _train_rate(name: str, size: int, batch: int, steps: int, dataset=None) -> float:
+    import keras
+
+    from portrait_core.models import create_model
+    from portrait_core.schema import ATTRIBUTE_KEYS, ATTRIBUTES
+    from portrait_core.training.metrics import losses_and_metrics
+
+    keras.backend.clear_session()
+    options = {"weights": "none"} if name == "resnet50" else {}
+    model = create_model(name, size, ATTRIBUTE_KEYS, **options)
+    losses, metrics = losses_and_metrics(ATTRIBUTE_KEYS)
+    model.compile(optimizer="adam", loss=losses, metrics=metrics)
+    if dataset is None:
+        rng = np.random.default_rng(0)
+        x = rng.uniform(0, 255, (batch * steps, size, size, 3)).astype(np.float32)
+        y = {a: rng.integers(0, ATTRIBUTES[a].n_classes, batch * steps) for a in ATTRIBUTE_KEYS}
+        model.fit(
+            x[:batch], {a: v[:batch] for a, v in y.items()}, batch_size=batch, verbose=0
+        )  # trace
+        start = time.perf_counter()
+        model.fit(x, y, batch_size=batch, epochs=1, verbose=0)
+    else:
+        model.fit(dataset.take(1), verbose=0)
+        start = time.perf_counter()
+        model.fit(dataset.take(steps), epochs=1, verbose=0)
+    return batch * steps / (time.perf_counter() - start)
+
+
+def bench_train(quick: bool = False) -> dict:
+    from portrait_core.pipeline import InputPipeline
+    from portrait_core.schema import ATTRIBUTE_KEYS
+
+    results = {}
+    plan = {"cnn_custom": 6, "mlp_custom": 6, "alexnet": 6, "resnet50": 3}
+    for size in (128, 224):
+        for name in ARCHS:
+            steps = plan[name] if not quick else 2
+            rate = _train_rate(name, size, 32 if size == 128 else 16, steps)
+            results[f"{name}@{size}"] = {"memory_img_s": rate}
+            print("train", name, size, round(rate, 1), flush=True)
+    parts = _parts(synthetic(1000, 128), 128)
+    parts = {k: type(v)(v.paths, {a: v.codes[a] for a in ATTRIBUTE_KEYS}) for k, v in parts.items()}
+    for name in ("cnn_custom", "resnet50"):
+        pipeline = InputPipeline(**parts, image_size=128, batch_size=32, seed=0)
+        pipeline.mean_image()
+        ds = pipeline.train_dataset().repeat()
+        steps = plan[name]
+        memory = statistics.median([_train_rate(name, 128, 32, steps) for _ in range(2)])
+        piped = statistics.median([_train_rate(name, 128, 32, steps, ds) for _ in range(2)])
+        pipeline.close()
+        results[f"{name}@128"].update(
+            memory_img_s=memory, pipeline_img_s=piped, pipeline_vs_memory=piped / memory
+        )
+        print("train pipeline", name, round(piped / memory, 3), flush=True)
+    return results
+
+
+# --- 4. memory ------------------------------------------------------------------------------------
+MEMORY_CHILD = """
+import resource, sys, time
+sys.path.insert(0, {project!r})
+from portrait_core.training.config import make_config
+from portrait_core.training.train import run_training
+cfg = make_config({data!r}, "cnn_custom", image_size=224, epochs=1, batch_size=16,
+                  max_steps_per_epoch=20, out={runs!r})
+run_training(cfg)
+print("PEAK_KB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+def _linked_set(base: Path, n: int) -> Path:
+    """n records by linking base's pairs under new numbers: same pixels, distinct records."""
+    out = WORK / f"linked-{n}"
+    if (out / ".complete").exists():
+        return out
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    pairs = sorted(base.glob("*.json"), key=lambda p: int(p.stem))
+    for i in range(n):
+        src = pairs[i % len(pairs)]
+        text = json.loads(src.read_text("utf-8"))
+        text["info"][0]["org_img_name"] = str(i + 1)
+        (out / f"{i + 1}.json").write_text(json.dumps(text, ensure_ascii=False), "utf-8")
+        os.symlink(src.with_suffix(".png"), out / f"{i + 1}.png")
+    (out / ".complete").touch()
+    return out
+
+
+def bench_memory(sizes=(5000, 15000, 30000)) -> dict:
+    base = synthetic(5000, 224)
+    results = {}
+    for n in sizes:
+        data = base if n == 5000 else _linked_set(base, n)
+        runs = tempfile.mkdtemp(prefix="bench_runs_")
+        code = MEMORY_CHILD.format(project=str(PROJECT), data=str(data), runs=runs)
+        start = time.perf_counter()
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+        seconds = time.perf_counter() - start
+        shutil.rmtree(runs, ignore_errors=True)
+        peak = [line for line in out.stdout.splitlines() if line.startswith("PEAK_KB")]
+        if not peak:
+            raise RuntimeError(f"memory run for {n} failed: {out.stderr[-2000:]}")
+        results[str(n)] = {
+            "peak_rss_gb": int(peak[0].split()[1]) / 1024**2,
+            "seconds": seconds,
+            "study_float32_gb": n * 224 * 224 * 3 * 4 / 1024**3,
+        }
+        print("memory", n, results[str(n)], flush=True)
+    return results
+
+
+# --- 5. app start -------------------------------------------------------------------------------
+def bench_app() -> dict:
+    import socket
+    import urllib.request
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    env = {**os.environ, "PORTRAIT_LAB_DATA": str(synthetic(200, 128))}
+    start = time.perf_counter()
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            "app.py",
+            "--server.headless",
+            "true",
+            "--server.port",
+            str(port),
+            "--browser.gatherUsageStats",
+            "false",
+        ],
+        cwd=PROJECT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        while True:
+            try:
+                urllib.request.urlopen(base + "/", timeout=1).read()
+                break
+            except OSError:
+                if time.perf_counter() - start > 120:
+                    raise RuntimeError("streamlit did not answer in 120 s") from None
+                time.sleep(0.05)
+        first_http = time.perf_counter() - start
+        from playwright.sync_api import sync_playwright
+
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(
+                executable_path="/usr/bin/chromium",
+                args=[
+                    "--headless",
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--disable-background-networking",
+                ],
+            )
+            page = browser.new_page()
+            t0 = time.perf_counter()
+            page.goto(base + "/predict")
+            page.get_by_text("pick a sample picture").wait_for(timeout=120_000)
+            page.locator("[data-testid='stSelectbox']").last.click()
+            page.get_by_role("option").nth(1).click()
+            page.get_by_text("Gender:").first.wait_for(timeout=180_000)
+            to_prediction = time.perf_counter() - t0
+            browser.close()
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    out = {"start_to_first_http_s": first_http, "open_predict_to_first_prediction_s": to_prediction}
+    print("app", out, flush=True)
+    return out
+
+
+SECTIONS = {
+    "predict": bench_predict,
+    "pipeline": bench_pipeline,
+    "train": bench_train,
+    "memory": bench_memory,
+    "app": bench_app,
+}
+
+
+def write_report(results: dict) -> None:
+    (HERE / "results.json").write_text(json.dumps(results, indent=2))
+    from bench.report import markdown
+
+    (HERE / "README.md").write_text(markdown(results))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--only", default=",".join(SECTIONS), help="comma-separated sections")
+    parser.add_argument("--label", default="cpu", help="results key, e.g. cpu or gpu")
+    args = parser.parse_args()
+    WORK.mkdir(parents=True, exist_ok=True)
+    path = HERE / "results.json"
+    results = json.loads(path.read_text()) if path.exists() else {}
+    entry = results.setdefault(args.label, {})
+    entry["machine"] = machine()
+    entry["date"] = time.strftime("%Y-%m-%d %H:%M")
+    for name in args.only.split(","):
+        entry[name] = SECTIONS[name]()
+        write_report(results)  # keep what is measured even if a later section fails
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,395 @@
+"""What the Train and Compare pages show about runs: the model catalogue, the form's defaults,
+tidy learning curves, progress and time left, metrics tables, confusion matrices.
+
+Pure functions over run-folder contents (status.json, history.jsonl, metrics.json), so every
+number the pages show is tested without Streamlit. Neither Streamlit nor TensorFlow is imported:
+the model catalogue is read from the registry's source (see `model_catalog`), because importing
+the registry imports Keras, which costs the Train page 10 s or more and is only needed by the
+training process itself.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import math
+import statistics
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import pandas as pd
+
+from portrait_core import leaderboard
+from portrait_core.schema import ATTRIBUTES
+from portrait_core.training.config import TrainConfig
+from portrait_core.training.runs import FINAL_STATES, Run, RunStore, read_json
+
+MODELS_DIR = Path(__file__).resolve().parent / "models"
+PRESETS = ("default", "study")
+NOT_CURVES = ("epoch", "seconds", "learning_rate")  # history keys that are not per-head metrics
+TOTAL = "total"  # the head name of a multi-output model's summed loss
+ETA_EPOCHS = 3  # time left is estimated from the mean of the last few epochs
+LOG_TAIL_LINES = 25
+
+
+# --- runs folder ---------------------------------------------------------------------------------
+def runs_root() -> Path:
+    """The runs folder in use, read at call time (tests point leaderboard.RUNS at a tmp folder)."""
+    return Path(leaderboard.RUNS)
+
+
+def run_store() -> RunStore:
+    return RunStore(runs_root())
+
+
+# --- model catalogue and the Train form ----------------------------------------------------------
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    description: str
+    presets: dict[str, dict]
+    options: tuple[str, ...]
+
+
+def model_catalog(folder: Path = MODELS_DIR) -> dict[str, ModelInfo]:
+    """Every registered model's name, description, presets and options, without importing Keras.
+
+    Reads the arguments of each `@register_model(...)` in portrait_core/models/*.py: literals, or
+    names of module-level constants bound to literals. tests/test_run_view.py checks that this
+    equals the live registry, so the two cannot drift. Raises ValueError on anything else.
+    """
+    found: dict[str, ModelInfo] = {}
+    for path in sorted(folder.glob("*.py")):
+        tree = ast.parse(path.read_text(), str(path))
+        constants = _module_constants(tree)
+        for node in ast.walk(tree):
+            if not (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Name)
+                and node.func.id == "register_model"
+                and node.args
+            ):
+                continue
+            name = _literal(node.args[0], constants, path)
+            kw = {k.arg: _literal(k.value, constants, path) for k in node.keywords if k.arg}
+            found[name] = ModelInfo(
+                name=name,
+                description=kw.get("description", ""),
+                presets=kw.get("presets", {}),
+                options=tuple(kw.get("options", ())),
+            )
+    return found
+
+
+def _module_constants(tree: ast.Module) -> dict:
+    constants = {}
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1:
+            target = node.targets[0]
+            if isinstance(target, ast.Name):
+                try:
+                    constants[target.id] = ast.literal_eval(node.value)
+                except ValueError:
+                    pass
+    return constants
+
+
+def _literal(node: ast.expr, constants: dict, path: Path):
+    try:
+        return ast.literal_eval(node)
+    except ValueError:
+        if isinstance(node, ast.Name) and node.id in constants:
+            return constants[node.id]
+        raise ValueError(
+            f"{path.name} line {node.lineno}: a register_model argument is neither a literal nor "
+            "a constant, so the Train page cannot read it without importing Keras"
+        ) from None
+
+
+FORM_FIELDS = (
+    "image_size",
+    "epochs",
+    "batch_size",
+    "lr",
+    "early_stop_patience",
+    "seed",
+    "augment",
+    "class_weights",
+)
+
+
+def preset_values(model: str, preset: str, catalog: dict[str, ModelInfo] | None = None) -> dict:
+    """A model's preset as flat form values: training settings and builder options side by side."""
+    catalog = catalog or model_catalog()
+    settings = dict(catalog[model].presets.get(preset, {}))
+    return {**settings.pop("options", {}), **settings}
+
+
+def form_defaults(model: str, preset: str, catalog: dict[str, ModelInfo] | None = None) -> dict:
+    """The Train form's starting values: TrainConfig's defaults, then the model's preset."""
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.name in FORM_FIELDS}
+    return {**defaults, **preset_values(model, preset, catalog)}
+
+
+def train_config(
+    data: str,
+    model: str,
+    preset: str = "default",
+    catalog: dict[str, ModelInfo] | None = None,
+    **given,
+) -> TrainConfig:
+    """make_config without importing Keras: the model's preset, overridden by what was given.
+
+    None means "not given". Options the model does not understand are an error naming them, as
+    create_model would raise in the training process, but before a run folder is made.
+    """
+    catalog = catalog or model_catalog()
+    if model not in catalog:
+        raise ValueError(f"unknown model {model!r}; choose from {', '.join(sorted(catalog))}")
+    settings = dict(catalog[model].presets.get(preset, {}))
+    options = {**settings.pop("options", {}), **(given.pop("options", None) or {})}
+    unknown = sorted(set(options) - set(catalog[model].options))
+    if unknown:
+        raise ValueError(
+            f"model {model} has no option {', '.join(unknown)}; "
+            f"its options are {', '.join(catalog[model].options) or 'none'}"
+        )
+    settings.update({k: v for k, v in given.items() if v is not None})
+    return TrainConfig(data=data, model=model, preset=preset, options=options, **settings)
+
+
+# --- learning curves -----------------------------------------------------------------------------
+def _split_key(key: str, attributes: tuple[str, ...]) -> tuple[str, str, str]:
+    """'val_face_shape_accuracy' -> ('face_shape', 'accuracy', 'val'); 'loss' -> (head, 'loss', ...).
+
+    A one-head model logs bare 'loss' / 'accuracy' (Keras drops the head's name), which belong
+    to that head; on a several-head model the bare 'loss' is the sum of the heads' losses.
+    """
+    split = "val" if key.startswith("val_") else "train"
+    rest = key.removeprefix("val_")
+    for attr in attributes:
+        if rest.startswith(attr + "_"):
+            return attr, rest[len(attr) + 1 :], split
+    head = attributes[0] if len(attributes) == 1 else TOTAL
+    return head, rest, split
+
+
+def curves_frame(history: list[dict], attributes=None) -> pd.DataFrame:
+    """Tidy learning curves: one row per (epoch, head, metric, split) with its value.
+
+    attributes: the run's heads (config["attributes"]); None guesses them from the keys.
+    Non-finite values (logged as null) are left out, so a chart shows a gap, not a crash.
+    """
+    if attributes is None:
+        attributes = sorted(
+            {
+                k.removeprefix("val_").rpartition("_")[0]
+                for row in history
+                for k in row
+                if k not in NOT_CURVES and "_" in k.removeprefix("val_")
+            }
+        )
+    attributes = tuple(attributes)
+    rows = []
+    for record in history:
+        for key, value in record.items():
+            if key in NOT_CURVES or value is None:
+                continue
+            if not isinstance(value, (int, float)) or not math.isfinite(value):
+                continue
+            head, metric, split = _split_key(key, attributes)
+            rows.append(
+                {
+                    "epoch": int(record["epoch"]),
+                    "head": head,
+                    "metric": metric,
+                    "split": split,
+                    "value": float(value),
+                }
+            )
+    columns = ["epoch", "head", "metric", "split", "value"]
+    return pd.DataFrame(rows, columns=columns).sort_values(["head", "metric", "split", "epoch"])
+
+
+def curve_keys(histories: list[list[dict]]) -> list[str]:
+    """History keys worth plotting across runs: val_loss first, then the other val_, then train."""
+    keys = {k for history in histories for row in history for k in row if k not in NOT_CURVES}
+    return sorted(keys, key=lambda k: (k != "val_loss", not k.startswith("val_"), k))
+
+
+def overlay_frame(histories: dict[str, list[dict]], key: str) -> pd.DataFrame:
+    """(run, epoch, value) of one history key for several runs, for overlaid curves."""
+    rows = [
+        {"run": run_id, "epoch": int(row["epoch"]), "value": float(row[key])}
+        for run_id, history in histories.items()
+        for row in history
+        if isinstance(row.get(key), (int, float)) and math.isfinite(row[key])
+    ]
+    return pd.DataFrame(rows, columns=["run", "epoch", "value"])
+
+
+# --- progress and time -----------------------------------------------------------------------------
+def progress(status: dict, history: list[dict], now: float | None = None) -> dict:
+    """Where a run stands: epoch x of y, the share of the current epoch done, elapsed, time left.
+
+    fraction: the share of the current epoch's batches done (1.0 between epochs and at the end);
+    overall: the share of all epochs. eta_s is None until an epoch has finished (the first is
+    slow anyway: it builds the graph and fills the cache), and for a run that is not going on.
+    Early stopping can end a run sooner than eta_s says: it is an upper bound.
+    """
+    now = time.time() if now is None else now
+    state = status.get("state", "unknown")
+    epochs = int(status.get("epochs") or 0)
+    done = len(history)
+    epoch = int(status.get("epoch") or done)
+    steps = int(status.get("steps") or 0)
+    batch = int(status.get("batch") or 0)
+    if state in FINAL_STATES:
+        fraction = 1.0
+    elif epoch > done and steps:
+        fraction = min(batch / steps, 1.0)
+    else:
+        fraction = 1.0 if done else 0.0
+    in_epoch = fraction if epoch > done and state not in FINAL_STATES else 0.0
+    overall = min((done + in_epoch) / epochs, 1.0) if epochs else 0.0
+    if state in FINAL_STATES:
+        overall = 1.0
+    started = status.get("started") or status.get("created")
+    end = status.get("finished") if state in FINAL_STATES else None
+    elapsed = max((end or now) - started, 0.0) if started else 0.0
+    eta = None
+    if state == "running" and epochs and done:
+        durations = [float(r["seconds"]) for r in history if r.get("seconds") is not None]
+        recent = durations[1:] if len(durations) > 1 else durations  # the first epoch is slower
+        if recent:
+            per_epoch = statistics.fmean(recent[-ETA_EPOCHS:])
+            eta = max(epochs - done - in_epoch, 0.0) * per_epoch
+    return {
+        "state": state,
+        "epoch": epoch,
+        "epochs": epochs,
+        "batch": batch,
+        "steps": steps,
+        "fraction": fraction,
+        "overall": overall,
+        "elapsed_s": elapsed,
+        "eta_s": eta,
+        "evaluating": bool(status.get("evaluating")),
+    }
+
+
+def format_duration(seconds: float | None) -> str:
+    """42 -> '42 s', 185 -> '3 min 05 s', 7384 -> '2 h 03 min'; None -> '–'."""
+    if seconds is None or not math.isfinite(seconds):
+        return "–"
+    s = int(round(seconds))
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60:02d} s"
+    return f"{s // 3600} h {s % 3600 // 60:02d} min"
+
+
+# --- metrics ---------------------------------------------------------------------------------------
+def metrics_table(metrics: dict | None) -> pd.DataFrame:
+    """Test metrics per attribute in schema order; attributes with no labelled test row left out."""
+    columns = [
+        "attribute",
+        "accuracy",
+        "balanced_accuracy",
+        "macro_f1",
+        "majority_baseline",
+        "majority_class",
+        "n_test",
+    ]
+    rows = []
+    scored = (metrics or {}).get("attributes", {})
+    for attr in (a for a in ATTRIBUTES if a in scored):
+        m = scored[attr]
+        if not m.get("n"):
+            continue
+        rows.append(
+            {
+                "attribute": ATTRIBUTES[attr].title,
+                "accuracy": m["accuracy"],
+                "balanced_accuracy": m["balanced_accuracy"],
+                "macro_f1": m["macro_f1"],
+                "majority_baseline": m["majority_baseline"]["accuracy"],
+                "majority_class": m.get("majority_class"),
+                "n_test": m["n"],
+            }
+        )
+    return pd.DataFrame(rows, columns=columns)
+
+
+def scored_attributes(metrics: dict | None) -> list[str]:
+    """Attributes (schema order) with a confusion matrix in metrics.json."""
+    scored = (metrics or {}).get("attributes", {})
+    return [a for a in ATTRIBUTES if scored.get(a, {}).get("confusion_matrix") is not None]
+
+
+def confusion_frame(metrics: dict, attribute: str) -> pd.DataFrame:
+    """The confusion matrix of one head: true classes as rows, predicted as columns."""
+    classes = list(ATTRIBUTES[attribute].classes)
+    matrix = metrics["attributes"][attribute]["confusion_matrix"]
+    return pd.DataFrame(
+        matrix,
+        index=pd.Index(classes, name="true"),
+        columns=pd.Index(classes, name="predicted"),
+    )
+
+
+def per_class_frame(metrics: dict, attribute: str) -> pd.DataFrame:
+    """(class, precision, recall, f1, support) of one head, classes in schema order."""
+    per_class = metrics["attributes"][attribute]["per_class"]
+    rows = [{"class": c, **per_class[c]} for c in ATTRIBUTES[attribute].classes if c in per_class]
+    return pd.DataFrame(rows, columns=["class", "precision", "recall", "f1", "support"])
+
+
+# --- runs as a table -------------------------------------------------------------------------------
+def runs_frame(runs: list[Run], now: float | None = None) -> pd.DataFrame:
+    """One row per run (newest first): what the Train page's list shows."""
+    now = time.time() if now is None else now
+    rows = []
+    for run in runs:
+        status = run.status
+        request = run_request(run)
+        epochs = status.get("epochs") or request.get("epochs")
+        started = status.get("started") or status.get("created")
+        rows.append(
+            {
+                "run": run.id,
+                "state": run.state,
+                "model": request.get("model"),
+                "attributes": ", ".join(request.get("attributes") or []),
+                "epoch": f"{status.get('epoch', 0)}/{epochs or '?'}",
+                "started": datetime.fromtimestamp(started).replace(microsecond=0)
+                if started
+                else None,
+            }
+        )
+    return pd.DataFrame(rows, columns=["run", "state", "model", "attributes", "epoch", "started"])
+
+
+def _request(run: Run) -> dict:
+    return read_json(run.path / "request.json", {})
+
+
+def run_request(run: Run) -> dict:
+    """The run's training settings: config.json's once training began, request.json's before."""
+    return run.config.get("train") or _request(run)
+
+
+def run_attributes(run: Run) -> tuple[str, ...]:
+    return tuple(run.config.get("attributes") or run_request(run).get("attributes") or ())
+
+
+def log_tail(run: Run, lines: int = LOG_TAIL_LINES) -> str:
+    """The last lines of the run's train.log ('' when there is none)."""
+    try:
+        text = (run.path / "train.log").read_text(errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.rstrip().splitlines()[-lines:])

@@ -1,0 +1,317 @@
+"""The Train and Compare pages under AppTest.
+
+Train starts a real (tiny) run in its own process and stops it; Compare lists runs made by the
+tests, draws a confusion matrix and deletes a run only after confirmation. The runs folder is a
+tmp folder (leaderboard.RUNS, which the pages read at each run), never artifacts/runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from portrait_core import leaderboard, paths
+from portrait_core.schema import ATTRIBUTES
+from portrait_core.training.runs import FINAL_STATES, RunStore, _alive
+
+APP = str(paths.PROJECT / "app.py")
+RUN_WAIT_S = 180  # the child process imports TensorFlow (10-30 s on 2 busy cores), then trains
+POLL_S = 1.0
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory) -> Path:
+    from portrait_core.synth import generate
+
+    out = tmp_path_factory.mktemp("train-page") / "data"
+    generate(out, n=120, seed=1, size=48, progress=False)
+    return out
+
+
+@pytest.fixture
+def runs_dir(monkeypatch, tmp_path, tiny_data):
+    """An empty runs folder for the pages, and the tiny data set as the sidebar's default.
+
+    Any training process still alive at the end is stopped, then killed: a failed test must not
+    leave TensorFlow running on the machine.
+    """
+    runs = tmp_path / "runs"
+    monkeypatch.setattr(leaderboard, "RUNS", runs)
+    monkeypatch.setattr(leaderboard, "DEFAULT_MODEL", tmp_path / "no-default")
+    monkeypatch.setattr(paths, "DEFAULT_DATA", tiny_data)
+    monkeypatch.setenv("PORTRAIT_LAB_DATA", str(tiny_data))
+    yield runs
+    for run in RunStore(runs).list():
+        pid = run.status.get("pid")
+        if pid == os.getpid() or run.state in FINAL_STATES or not _alive(pid):
+            continue  # (a run trained in this process, e.g. trained_run, names this process)
+        run.request_stop()
+        deadline = time.monotonic() + 30
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        if _alive(pid):
+            os.kill(pid, signal.SIGKILL)
+
+
+def open_page(page: str) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    at.switch_page(page).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def texts(elements) -> str:
+    return "\n".join(e.value for e in elements)
+
+
+def table(at: AppTest, *columns: str):
+    """The one data frame on the page with all these columns (st.dataframe has no test key)."""
+    (found,) = [d.value for d in at.dataframe if set(columns) <= set(d.value.columns)]
+    return found
+
+
+def figure(chart) -> dict:
+    return json.loads(chart.proto.spec)
+
+
+def wait_for(at: AppTest, runs: Path, done, what: str):
+    """Rerun the page until done(run) holds for the single run in `runs` (the fragment's ticks)."""
+    deadline = time.monotonic() + RUN_WAIT_S
+    while time.monotonic() < deadline:
+        at.run()
+        assert not at.exception, [e.value for e in at.exception]
+        (run,) = RunStore(runs).list()
+        if done(run):
+            return run
+        time.sleep(POLL_S)
+    log = (run.path / "train.log").read_text()[-3000:] if (run.path / "train.log").exists() else ""
+    pytest.fail(f"the run never got {what}; status {run.status}\n{log}")
+
+
+# --- Train -----------------------------------------------------------------------------------------
+def test_train_starts_a_tiny_run_shows_it_live_and_stops_it(runs_dir, tiny_data):
+    at = open_page("pages/train.py")
+    assert any("No runs yet" in i.value for i in at.info)
+    at.number_input(key="train_image_size").set_value(48)
+    at.number_input(key="train_epochs").set_value(30)
+    at.number_input(key="train_batch_size").set_value(16)
+    at.number_input(key="train_max_steps").set_value(2)
+    at.number_input(key="train_early_stop").set_value(50)  # random data: never stop early
+    at.multiselect(key="train_attributes").set_value(["gender", "hairstyle"])
+    at.button(key="start").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, texts(at.error)
+
+    (run,) = RunStore(runs_dir).list()  # the folder exists at once
+    assert at.session_state["run_select"] == run.id
+    request = json.loads((run.path / "request.json").read_text())
+    assert request["image_size"] == 48 and request["max_steps_per_epoch"] == 2
+    assert request["attributes"] == ["gender", "hairstyle"]
+    assert request["data"] == str(tiny_data) and request["out"] == str(runs_dir)
+
+    run = wait_for(at, runs_dir, lambda r: r.state == "running" and r.history, "an epoch done")
+    page = texts(at.markdown)
+    assert "running" in page
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Epoch"].endswith("/ 30") and "Time left" in metrics
+    (chart,) = at.get("plotly_chart")
+    names = {trace["name"] for trace in figure(chart)["data"]}
+    assert {"Gender · train", "Gender · val", "Hairstyle · val"} <= names
+
+    at.button(key="stop").click().run()
+    assert not at.exception
+    assert (run.path / "STOP").exists()
+    run = wait_for(at, runs_dir, lambda r: r.state in FINAL_STATES, "to a final state")
+    at.run()
+    assert run.state == "cancelled", run.status
+    assert ":orange-badge[:material/stop_circle: cancelled]" in texts(at.markdown)
+    assert any("stopped before its last epoch" in w.value for w in at.warning)
+    assert "stop" not in [b.key for b in at.button]  # nothing left to stop
+
+
+def test_bad_settings_show_an_error_and_start_nothing(runs_dir):
+    at = open_page("pages/train.py")
+    at.multiselect(key="train_attributes").set_value([])
+    at.button(key="start").click().run()
+    assert not at.exception
+    assert "no attribute given" in texts(at.error)
+    assert not RunStore(runs_dir).list()
+
+
+def test_a_preset_fills_the_form_and_resnet50_has_its_own_fields(runs_dir):
+    from portrait_core.run_view import model_catalog
+
+    presets = model_catalog()["resnet50"].presets
+    at = open_page("pages/train.py")
+    assert "train_unfreeze" not in [n.key for n in at.number_input]
+    at.selectbox(key="train_model").set_value("resnet50").run()
+    assert at.number_input(key="train_unfreeze").value == presets["default"]["options"]["unfreeze"]
+    assert at.number_input(key="train_batch_size").value == presets["default"]["batch_size"]
+    assert at.radio(key="train_weights").value == "imagenet"
+    at.radio(key="train_preset").set_value("study").run()
+    assert at.number_input(key="train_batch_size").value == presets["study"]["batch_size"]
+    assert at.number_input(key="train_epochs").value == presets["study"]["epochs"]
+    assert not at.exception
+
+
+def test_the_form_becomes_the_runs_config(runs_dir, tiny_data, monkeypatch):
+    from portrait_core.training import launch
+
+    started = []
+
+    def fake_launch(config):  # the config as the training process would get it, no process
+        started.append(config)
+        return RunStore(config.out).create(config.model, config.attributes)
+
+    monkeypatch.setattr(launch, "launch_training", fake_launch)
+    at = open_page("pages/train.py")
+    at.selectbox(key="train_model").set_value("resnet50").run()
+    at.radio(key="train_weights").set_value("none")
+    at.number_input(key="train_unfreeze").set_value(20)
+    at.multiselect(key="train_attributes").set_value(["age", "hairstyle"]).run()
+    at.selectbox(key="train_balance").set_value("hairstyle").run()
+    at.number_input(key="train_balance_target").set_value(100)
+    at.number_input(key="train_seed").set_value(3)
+    at.number_input(key="train_max_steps").set_value(5)
+    at.toggle(key="train_augment").set_value(False)
+    at.button(key="start").click().run()
+    assert not at.exception and not at.error, texts(at.error)
+
+    (config,) = started
+    assert config.model == "resnet50" and config.attributes == ("age", "hairstyle")
+    assert config.options == {"weights": "none", "unfreeze": 20, "pooling": "gap"}
+    assert config.balance == "hairstyle:100" and config.seed == 3 and not config.augment
+    assert config.max_steps_per_epoch == 5
+    assert config.data == str(tiny_data) and config.out == str(runs_dir)
+    (run,) = RunStore(runs_dir).list()
+    assert at.selectbox(key="run_select").value == run.id  # shown at once
+
+    # a balancing attribute no longer trained falls back to none, without an error
+    at.multiselect(key="train_attributes").set_value(["age"]).run()
+    assert not at.exception
+    assert at.selectbox(key="train_balance").value == "none"
+
+
+def test_without_a_data_set_start_is_disabled(runs_dir, monkeypatch, tmp_path):
+    monkeypatch.setattr(paths, "DEFAULT_DATA", tmp_path / "absent")
+    at = open_page("pages/train.py")
+    assert at.button(key="start").disabled
+    assert "Choose a data set" in texts(at.caption)
+
+
+def test_finished_and_failed_runs_show_metrics_or_their_error(runs_dir, trained_run):
+    shutil.copytree(trained_run.path, runs_dir / trained_run.id)
+    failed = RunStore(runs_dir).create("cnn_custom", ("gender",))  # e.g. started from the CLI
+    failed.set_status(state="failed", error="WeightsUnavailable: no network")
+    (failed.path / "train.log").write_text("Traceback ...\nWeightsUnavailable: no network\n")
+
+    at = open_page("pages/train.py")
+    assert at.selectbox(key="run_select").value == failed.id  # newest first
+    assert "no network" in texts(at.error)
+    assert "WeightsUnavailable" in texts(at.get("code"))
+
+    at.selectbox(key="run_select").set_value(trained_run.id).run()
+    assert not at.exception
+    assert "completed" in texts(at.markdown)
+    metrics = table(at, "accuracy", "balanced_accuracy", "macro_f1", "majority_baseline")
+    assert len(metrics) == len(trained_run.config["attributes"])
+    assert len(at.get("plotly_chart")) == 1  # the curves
+
+
+# --- Compare ---------------------------------------------------------------------------------------
+@pytest.fixture
+def with_run(runs_dir, trained_run):
+    shutil.copytree(trained_run.path, runs_dir / trained_run.id)
+    return RunStore(runs_dir).get(trained_run.id)
+
+
+def test_compare_without_runs_links_to_train(runs_dir):
+    at = open_page("pages/compare.py")
+    assert "No runs yet" in texts(at.info)
+    assert at.get("page_link")
+
+
+def test_compare_lists_the_run_with_curves_and_a_confusion_matrix(with_run):
+    at = open_page("pages/compare.py")
+    board = table(at, "run", "attribute", "params", "ms_per_image")
+    attributes = with_run.config["attributes"]
+    assert set(board["run"]) == {with_run.id}
+    assert sorted(board["attribute"]) == sorted(ATTRIBUTES[a].title for a in attributes)
+    (best,) = [d.value for d in at.dataframe if "run" in d.value and "params" not in d.value]
+    assert list(best["run"]) == [with_run.id] * len(attributes)  # the only run is the best
+    assert list(best["attribute"]) == ["Gender", "Age band", "Face shape", "Hairstyle"]
+
+    charts = [figure(c) for c in at.get("plotly_chart")]
+    types = [c["data"][0]["type"] for c in charts]
+    assert types == ["scatter", "heatmap", "bar"]  # curves, confusion matrix, per-class scores
+    heat = charts[1]["data"][0]  # the first attribute in schema order: gender
+    assert heat["y"] == ["male", "female"] and heat["x"] == ["male", "female"]
+    assert sum(map(sum, heat["text"])) == with_run.metrics["attributes"]["gender"]["n"]
+
+    at.multiselect(key="filter_attribute").set_value(["hairstyle"]).run()
+    assert set(table(at, "run", "params")["attribute"]) == {"Hairstyle"}
+    at.selectbox(key="detail_attribute").set_value("hairstyle").run()
+    heat = figure(at.get("plotly_chart")[1])["data"][0]
+    assert heat["y"][0] == "straight" and len(heat["y"]) == 5
+    assert not at.exception
+
+
+def test_deleting_a_run_asks_first_then_removes_its_folder(with_run):
+    at = open_page("pages/compare.py")
+    at.button(key="delete").click().run()
+    assert with_run.path.exists()  # not yet: a confirmation first
+    assert with_run.id in texts(at.warning)
+    at.button(key="delete_cancel").click().run()
+    assert with_run.path.exists()
+    assert not [b for b in at.button if b.key == "delete_confirm"]
+
+    at.button(key="delete").click().run()
+    at.button(key="delete_confirm").click().run()
+    assert not at.exception
+    assert not with_run.path.exists()
+    assert f"Deleted {with_run.id}" in texts(at.success)
+    assert "No runs yet" in texts(at.info)
+
+
+def test_a_running_run_is_not_deleted(runs_dir):
+    run = RunStore(runs_dir).create("cnn_custom", ("gender",))
+    run.set_status(state="running", pid=os.getpid())  # alive: this very process
+    at = open_page("pages/compare.py")
+    at.button(key="delete").click().run()
+    at.button(key="delete_confirm").click().run()
+    assert not at.exception
+    assert "still running" in texts(at.error)
+    assert run.path.exists()
+
+
+def test_train_and_compare_do_not_import_tensorflow(runs_dir, trained_run, tiny_data):
+    shutil.copytree(trained_run.path, runs_dir / trained_run.id)
+    code = (
+        "import sys\n"
+        "from streamlit.testing.v1 import AppTest\n"
+        f"at = AppTest.from_file({APP!r}, default_timeout=60).run()\n"
+        "for page in ('pages/train.py', 'pages/compare.py'):\n"
+        "    at.switch_page(page).run()\n"
+        "    assert not at.exception, at.exception\n"
+        "print(len(at.get('plotly_chart')), 'tensorflow' in sys.modules, 'keras' in sys.modules)\n"
+    )
+    env = {**os.environ, "PORTRAIT_LAB_DATA": str(tiny_data), "PORTRAIT_LAB_RUNS": str(runs_dir)}
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=paths.PROJECT,
+        env=env,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split()[-3:] == ["3", "False", "False"]
