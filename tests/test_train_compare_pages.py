@@ -87,10 +87,11 @@ def wait_for(at: AppTest, runs: Path, done, what: str):
     """Rerun the page until done(run) holds for the single run in `runs` (the fragment's ticks)."""
     deadline = time.monotonic() + RUN_WAIT_S
     while time.monotonic() < deadline:
+        (run,) = RunStore(runs).list()
+        held = done(run)  # checked before the rerun, so the page drawn below already shows it
         at.run()
         assert not at.exception, [e.value for e in at.exception]
-        (run,) = RunStore(runs).list()
-        if done(run):
+        if held:
             return run
         time.sleep(POLL_S)
     log = (run.path / "train.log").read_text()[-3000:] if (run.path / "train.log").exists() else ""

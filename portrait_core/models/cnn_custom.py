@@ -18,7 +18,7 @@ POOLINGS = ("flatten", "gap", "pool_flatten")
 
 @register_model(
     "cnn_custom",
-    description="The study's 3-conv CNN (Conv64-Conv128-Conv256, Dense 32 per head).",
+    description="The study's 3-conv CNN (Conv64-Conv128-Conv256); Dense 32 heads in the study preset, linear heads by default.",
     cam_layer="conv3",
     options=("pooling", "batch_norm", "head_units"),
     presets={

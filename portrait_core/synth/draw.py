@@ -48,8 +48,8 @@ HAIR_COLOURS: dict[str, Colour] = {
 }
 GREY_HAIR: Colour = (216, 216, 218)
 # Hair greying per age band (20s .. 60+): fill colour blend towards grey, and share of grey strands.
-GREY_FRACTION = (0.0, 0.06, 0.26, 0.56, 0.9)
-GREY_STRANDS = (0.0, 0.04, 0.3, 0.55, 0.8)
+GREY_FRACTION = (0.0, 0.1, 0.3, 0.6, 0.9)
+GREY_STRANDS = (0.0, 0.06, 0.3, 0.55, 0.8)
 LIP_COLOURS: tuple[Colour, ...] = (
     (196, 36, 58),
     (214, 78, 108),
@@ -72,7 +72,7 @@ CLOTHES: tuple[Colour, ...] = (
 
 # Face geometry per shape: half-width W and half-height H as fractions of the canvas side.
 FACE_SIZE: dict[str, tuple[float, float]] = {
-    "round": (0.206, 0.226),
+    "round": (0.208, 0.220),
     "long": (0.156, 0.286),
     "square": (0.212, 0.236),
     "oval": (0.176, 0.256),
@@ -111,7 +111,7 @@ def _shape_profile(shape: str, t: np.ndarray) -> np.ndarray:
     if shape == "long":
         return np.clip(1.0 - a**2.6, 0.0, 1.0) ** (1 / 2.6)
     if shape == "square":
-        e = np.where(t < 0, 3.0, 5.5)
+        e = np.where(t < 0, 3.5, 8.0)  # flat sides, wide jaw with sharp corners
         return np.clip(1.0 - a**e, 0.0, 1.0) ** (1 / e)
     if shape == "oval":
         return np.sqrt(np.clip(1.0 - t * t, 0.0, 1.0)) * (1.0 - 0.22 * t) / 1.03
@@ -124,8 +124,8 @@ def _shape_profile(shape: str, t: np.ndarray) -> np.ndarray:
     if shape == "diamond":
         k = 0.05  # widest at the cheekbones, narrow forehead, narrow chin
         s = np.clip(np.where(t < k, (k - t) / (1 + k), (t - k) / (1 - k)), 0.0, 1.0)
-        top = np.clip(1.0 - s**1.35, 0.0, 1.0) ** 0.9
-        bottom = np.clip(1.0 - s**1.2, 0.0, 1.0)
+        top = np.clip(1.0 - s**1.2, 0.0, 1.0) ** 0.9
+        bottom = np.clip(1.0 - s**1.1, 0.0, 1.0)
         return np.where(t < k, top, bottom)
     raise ValueError(f"unknown face shape {shape!r}")
 
@@ -240,7 +240,7 @@ def draw_portrait(attrs: dict, size: int, rng: np.random.Generator) -> Image.Ima
     d.line(right + left[::-1] + [right[0]], fill=_rgba(line, 150), width=_w(face, 2))
     if male:
         _draw_beard(d, face, skin, hair, r_sex)
-    _draw_age(d, face, line, band, r_age)
+    _draw_age(d, face, skin, band, r_age)
     _draw_features(d, face, skin, hair, male, band, r_feat)
     _draw_front_hair(d, face, hairstyle, hair, skin, band, r_hair)
 
@@ -597,67 +597,69 @@ def _curve(d, p0, p1, p2, colour, width: int, n: int = 12) -> None:
     d.line(pts, fill=colour, width=width, joint="curve")
 
 
-def _draw_age(d, f: _Face, line: Colour, band: int, rng) -> None:
-    """Wrinkles that grow with the age band (none in the 20s)."""
+def _draw_age(d, f: _Face, skin: Colour, band: int, rng) -> None:
+    """Wrinkles that grow monotonically with the age band (none in the 20s).
+
+    band 1 (30s): one forehead line, smile lines; 2 (40s): two forehead lines, one crow's-foot
+    line per eye; 3 (50s): three lines, two crow's feet, an eye bag, age spots; 4 (60+): four
+    lines, three crow's feet, double eye bags, jowls and cheek lines, more spots. Each step is
+    also darker than the last.
+    """
     if band == 0:
         return
     u = f.u
-    alpha = 70 + 45 * band
-    c = _rgba(line, alpha)
+    line = _shade(skin, 0.55)
+    c = _rgba(line, 130 + 30 * band)
     lw = _w(f, 3)  # wrinkle width: 1.5 px in a 128-pixel picture
-    # forehead lines: exactly `band` of them, evenly between the brows and the hairline
-    ts = np.linspace(-0.50, -0.26, 4)[4 - band :] if band < 4 else np.linspace(-0.50, -0.26, 4)
-    for t in ts:
+    # forehead lines: exactly `band` of them, from the brows up towards the hairline
+    for t in np.linspace(-0.26, -0.50, 4)[:band]:
         half = f.half(t) * rng.uniform(0.45, 0.55)
         y = f.y(t)
         sag = 0.006 * u
         _curve(d, (f.cx - half, y + sag), (f.cx, y - 2 * sag), (f.cx + half, y + sag), c, lw)
-    # smile lines (nasolabial folds) from the 30s, stronger with age
+    # smile lines (nasolabial folds) from the 30s, deeper with age
     ex = 0.36 * f.W
+    ey = f.y(0.0)
     my = f.y(T_MOUTH)
     mw = 0.048 * f.u
     for sgn in (-1, 1):
         p0 = (f.cx + sgn * 0.045 * u, f.y(T_NOSE) - 0.004 * u)
         p2 = (f.cx + sgn * (mw + 0.012 * u), my + 0.018 * u)
         p1 = (f.cx + sgn * (mw + 0.028 * u), (p0[1] + p2[1]) / 2)
-        _curve(d, p0, p1, p2, _rgba(line, 50 + 45 * band), lw)
-    if band >= 3:  # eye bags and crow's feet
-        ey = f.y(0.0)
-        for sgn in (-1, 1):
-            x = f.cx + sgn * ex
-            for k in range(band - 2):
-                off = (0.022 + 0.012 * k) * u
-                d.arc(
-                    [x - 0.03 * u, ey - off, x + 0.03 * u, ey + off],
-                    20,
-                    160,
-                    fill=c,
-                    width=_w(f, 2),
-                )
-            xo = x + sgn * 0.04 * u
-            for k in (-1, 0, 1):
-                d.line(
-                    [(xo, ey + k * 0.006 * u), (xo + sgn * 0.022 * u, ey + k * 0.016 * u)],
-                    fill=c,
-                    width=_w(f, 2),
-                )
-    if band >= 4:  # jowls: marionette lines and a sagging jaw line
+        _curve(d, p0, p1, p2, _rgba(line, 90 + 40 * band), lw if band < 3 else _w(f, 4))
+    # crow's feet from the 40s: band - 1 lines fanning out from each eye's outer corner
+    for sgn in (-1, 1):
+        xo = f.cx + sgn * (ex + 0.04 * u)
+        for k in range(band - 1):
+            dy = (k - (band - 2) / 2) * 0.014 * u
+            d.line([(xo, ey + dy * 0.4), (xo + sgn * 0.024 * u, ey + dy)], fill=c, width=_w(f, 2))
+    # eye bags from the 50s: one arc, two at 60+
+    for sgn in (-1, 1):
+        x = f.cx + sgn * ex
+        for k in range(band - 2):
+            off = (0.022 + 0.012 * k) * u
+            d.arc([x - 0.03 * u, ey - off, x + 0.03 * u, ey + off], 20, 160, fill=c, width=_w(f, 2))
+    # age spots from the 50s
+    spot = _rgba(_shade(skin, 0.7), 200)
+    for _ in range((0, 0, 0, 3, 7)[band]):
+        t = rng.uniform(-0.5, 0.35)
+        half = f.half(t) * 0.8
+        x, y = f.cx + rng.uniform(-half, half), f.y(t)
+        r = rng.uniform(0.004, 0.008) * u
+        d.ellipse([x - r, y - r, x + r, y + r], fill=spot)
+    if band >= 4:  # jowls: marionette lines and a sagging jaw line; cheek lines
         for sgn in (-1, 1):
             p0 = (f.cx + sgn * (mw + 0.004 * u), my + 0.01 * u)
             p2 = (f.cx + sgn * (mw + 0.012 * u), f.y(0.86))
-            _curve(d, p0, (p0[0] + sgn * 0.008 * u, (p0[1] + p2[1]) / 2), p2, c, _w(f, 2))
+            _curve(d, p0, (p0[0] + sgn * 0.008 * u, (p0[1] + p2[1]) / 2), p2, c, lw)
             t = 0.72
             x = f.cx + sgn * f.half(t) * 0.82
-            _curve(
-                d,
+            jowl = (
                 (x, f.y(t - 0.12)),
                 (x + sgn * 0.01 * u, f.y(t)),
                 (x - sgn * 0.02 * u, f.y(t + 0.12)),
-                c,
-                _w(f, 2),
             )
-        # cheek lines
-        for sgn in (-1, 1):
+            _curve(d, *jowl, c, lw)
             x = f.cx + sgn * f.half(0.2) * 0.7
             d.line([(x, f.y(0.12)), (x + sgn * 0.006 * u, f.y(0.3))], fill=c, width=_w(f, 2))
 
@@ -835,5 +837,5 @@ def _light_and_noise(img: Image.Image, rng) -> Image.Image:
     bright = rng.uniform(-12, 12)
     arr = (arr - 128.0) * contrast + 128.0 + bright
     arr = arr * gain[..., None]
-    arr += rng.normal(0.0, rng.uniform(1.5, 4.5), size=arr.shape).astype(np.float32)
+    arr += rng.uniform(1.5, 4.5) * rng.standard_normal(arr.shape, dtype=np.float32)
     return Image.fromarray(np.clip(arr + 0.5, 0, 255).astype(np.uint8), "RGB")
