@@ -155,7 +155,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         result = predictor.predict(photo)
         if args.explain:
             out.mkdir(parents=True, exist_ok=True)
-            for attr, heat in predictor.explain(photo, args.explain).items():
+            labels = {a: r["label"] for a, r in result.items()}  # explain what was predicted
+            for attr, heat in predictor.explain(photo, args.explain, classes=labels).items():
                 target = out / f"{Path(name).stem}_{attr}_{args.explain.replace('+', 'p')}.png"
                 overlay(photo, heat).save(target)
                 result[attr]["overlay"] = str(target)
