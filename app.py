@@ -2,14 +2,18 @@
 
 The entry point only sets the page up and routes; each page lives in pages/ and draws its own
 sidebar data-set chooser (pages/common.py). TensorFlow is imported only by pages that need it,
-so the Dataset page appears fast.
+so the Dataset page appears fast;
+Predict's models are warmed up in a background thread meanwhile.
 """
 
 from __future__ import annotations
 
 import streamlit as st
 
+from pages.model_cache import warm_up
+
 st.set_page_config(page_title="Portrait Lab", layout="wide")
+warm_up()  # loads Predict's models in the background, once per server (pages/model_cache.py)
 
 DATASET = st.Page(
     "pages/dataset.py", title="Dataset", icon=":material/bar_chart:", url_path="dataset"

@@ -8,6 +8,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from pages.common import choose_dataset
+from pages.model_cache import model_version, predictor_for
 from portrait_core.explain import METHODS, overlay
 from portrait_core.images import BadImage, open_rgb
 from portrait_core.leaderboard import best_runs, default_choice, leaderboard, model_folders
@@ -15,13 +16,6 @@ from portrait_core.schema import ATTRIBUTE_KEYS, ATTRIBUTES
 
 st.title("Predict")
 dataset = choose_dataset()
-
-
-@st.cache_resource(show_spinner="Loading the model…")
-def predictor_for(path: str, version: float):
-    from portrait_core import load_predictor  # TensorFlow loads here, only when a model is needed
-
-    return load_predictor(path)
 
 
 folders = model_folders()
@@ -86,7 +80,7 @@ for name, photo in photos:
     results, maps, notes = {}, {}, []
     for path, attrs in by_model.items():
         try:
-            predictor = predictor_for(path, os.path.getmtime(os.path.join(path, "model.keras")))
+            predictor = predictor_for(path, model_version(path))
             predicted = predictor.predict(photo)
             use = method if method in predictor.explain_methods else "saliency"
             if use != method:

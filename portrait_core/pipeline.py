@@ -29,7 +29,10 @@ ROTATION_DEGREES = 15
 SHIFT = 0.15
 ZOOM = 0.15
 
-MEMORY_CACHE_LIMIT = 1 << 30  # above 1 GiB of decoded uint8 pictures, cache to a file instead
+# Decoded uint8 pictures are cached in memory up to 1 GiB for the whole run (all splits together,
+# first come first served: train, then val); beyond that, in a cache file. The test split is read
+# once, at the end, so it is never cached.
+MEMORY_CACHE_LIMIT = 1 << 30
 SHUFFLE_MEMORY = 256 << 20  # the shuffle buffer holds decoded pictures: cap it at 256 MiB
 # tf.data's AUTOTUNE may buffer up to half the machine's RAM in prefetch and parallel-map
 # buffers (measured: 9.7 GB peak for 5,000 pictures at 224 px); cap what it may hold.
@@ -133,6 +136,7 @@ class InputPipeline:
     cache_dir: Path | None = None  # where file caches go; a temp folder when None
     _cached: dict = field(default_factory=dict, repr=False)
     _tmp: str | None = field(default=None, repr=False)
+    _memory_cached: int = field(default=0, repr=False)  # bytes of pictures cached in memory
 
     @property
     def picture_bytes(self) -> int:
@@ -149,7 +153,9 @@ class InputPipeline:
         return weights
 
     def _cache(self, ds: tf.data.Dataset, n: int, name: str) -> tf.data.Dataset:
-        if n * self.picture_bytes <= MEMORY_CACHE_LIMIT:
+        size = n * self.picture_bytes
+        if self._memory_cached + size <= MEMORY_CACHE_LIMIT:
+            self._memory_cached += size
             return ds.cache()
         if self.cache_dir is not None:
             folder = Path(self.cache_dir)
@@ -162,7 +168,7 @@ class InputPipeline:
     def decoded(
         self, split: str, subset: np.ndarray | None = None, name: str = ""
     ) -> tf.data.Dataset:
-        """(uint8 picture, labels, weights) per record of a split, cached after the first pass."""
+        """(uint8 picture, labels, weights) per record of a split; train and val are cached."""
         key = (split, name)
         if key in self._cached:
             return self._cached[key]
@@ -180,7 +186,8 @@ class InputPipeline:
             )
         )
         ds = ds.map(_decode(self.image_size), num_parallel_calls=AUTOTUNE, deterministic=True)
-        ds = self._cache(ds, len(idx), f"{split}{name}")
+        if split != "test":  # the test split is read once, when the run ends
+            ds = self._cache(ds, len(idx), f"{split}{name}")
         self._cached[key] = ds
         return ds
 

@@ -93,6 +93,7 @@ def app_server(browser_data, tmp_path_factory) -> Iterator[str]:
         "PORTRAIT_LAB_RUNS": str(state / "runs"),
         "PORTRAIT_LAB_CACHE": str(state / "cache"),
         "TF_CPP_MIN_LOG_LEVEL": "3",
+        "PORTRAIT_LAB_WARM_UP": "1",  # as a user's server runs
     }
     log = state / "streamlit.log"
     command = [

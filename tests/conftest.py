@@ -10,6 +10,9 @@ import pytest
 from PIL import Image
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# AppTests run app.py inside this process: no background model warm-up competing with the tests
+# (tests/test_model_cache.py covers it; the browser tests' server turns it back on).
+os.environ["PORTRAIT_LAB_WARM_UP"] = "0"
 
 from portrait_core.data.table import Dataset, ImportReport, make_table  # noqa: E402
 from portrait_core.schema import ATTRIBUTES  # noqa: E402

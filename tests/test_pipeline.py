@@ -95,6 +95,24 @@ def test_large_data_sets_cache_to_a_file_not_memory(make_pictures, monkeypatch, 
     assert sum(len(x) for x, _, _ in p.train_dataset()) == len(p.train)
 
 
+def test_memory_cache_budget_is_shared_by_the_splits(make_pictures, monkeypatch, tmp_path):
+    # Room in memory for the training split only: val must go to a file, test is not cached.
+    pictures = make_pictures(30)
+    probe = build(pictures)
+    monkeypatch.setattr(pl, "MEMORY_CACHE_LIMIT", len(probe.train) * probe.picture_bytes)
+    p = build(pictures, cache_dir=tmp_path / "cache")
+    p.mean_image()
+    assert not (tmp_path / "cache").exists()  # the training split fitted in memory
+    assert p._memory_cached == len(p.train) * p.picture_bytes
+    val = [y["gender"] for _, y, _ in p.eval_dataset("val")]
+    cached = lambda: {f.name.split("-")[0] for f in (tmp_path / "cache").iterdir()}  # noqa: E731
+    assert cached() == {"val"}
+    test = [y["gender"] for _, y, _ in p.eval_dataset("test")]
+    assert cached() == {"val"}
+    assert sum(len(v) for v in val) == len(p.val) and sum(len(t) for t in test) == len(p.test)
+    assert p._memory_cached == len(p.train) * p.picture_bytes  # unchanged by val and test
+
+
 def test_empty_training_split_is_a_clear_error():
     empty = pl.SplitData(paths=np.array([], dtype=object), codes={"gender": np.array([], int)})
     p = pl.InputPipeline(train=empty, val=empty, test=empty, image_size=SIZE)

@@ -143,3 +143,6 @@ def test_publish_writes_a_model_folder_with_a_card(trained_run, tmp_path):
     assert "synthetic" in card and "not good for" in card
     gender = json.loads((dest / "metrics.json").read_text())["attributes"]["gender"]
     assert f"{gender['accuracy']:.3f}" in card
+    augment = "on" if trained_run.config["train"]["augment"] else "off"
+    assert f"augmentation {augment}" in card
+    assert f"--n {trained_run.config['data']['n_images']} " in card

@@ -32,10 +32,15 @@ def model_card(run: Run) -> str:
             f"- Input: {train['image_size']} px letterboxed RGB; zero-centred by the training split's "
             "mean image, which is stored inside `model.keras`.",
             f"- Trained on: {data['n_images']:,} synthetic montages ({data['format']} layout) made by "
-            "`python -m portrait_core synth --n 3000 --seed 0 --size 128`; split "
+            f"`python -m portrait_core synth --n {data['n_images']} --seed 0 --size 128` (`make data`); "
+            "split "
             f"{data['split_sizes']} (train/val/test), seed {train['seed']}.",
             f"- Training: {metrics.get('epochs_run')} epochs, best epoch {metrics.get('best_epoch')} "
             f"by validation loss, {metrics.get('train_seconds', 0):.0f} s on the CPU that made it.",
+            f"- Settings: preset `{train['preset']}`, options {train['options']}, batch "
+            f"{train['batch_size']}, learning rate {train['lr']}, augmentation "
+            f"{'on' if train['augment'] else 'off'}, class weights "
+            f"{'on' if train['class_weights'] else 'off'}.",
             f"- Prediction: {metrics.get('ms_per_image', float('nan')):.1f} ms per image in batches.",
             "",
             "## Test-split metrics (synthetic data)",

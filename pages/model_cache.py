@@ -1,0 +1,71 @@
+"""The Predict page's cached model loader, and its warm-up when the app starts.
+
+Opening Predict the first time used to cost about 14 s here: importing TensorFlow, loading the
+model and tracing its first prediction and Grad-CAM. `warm_up()` (called by app.py, once per
+server) does that in a background thread for the models Predict opens with, through the very
+cache Predict reads, so a user who opens Predict a little later finds the models ready. The
+Dataset, Train and Compare pages never wait for it: they do not import TensorFlow.
+Set PORTRAIT_LAB_WARM_UP=0 to turn it off.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from pathlib import Path
+
+import streamlit as st
+
+log = logging.getLogger(__name__)
+
+
+def model_version(path: str | Path) -> float:
+    """The model file's modification time: part of the cache key, so a retrained model reloads."""
+    return os.path.getmtime(os.path.join(path, "model.keras"))
+
+
+@st.cache_resource(show_spinner="Loading the model…", max_entries=8)
+def predictor_for(path: str, version: float):
+    from portrait_core import load_predictor  # TensorFlow loads here, only when a model is needed
+
+    return load_predictor(path)
+
+
+def opening_models() -> list[str]:
+    """The model folders Predict selects by default (one per attribute, deduplicated)."""
+    from portrait_core.leaderboard import best_runs, default_choice, leaderboard, model_folders
+    from portrait_core.schema import ATTRIBUTE_KEYS
+
+    folders = model_folders()
+    best = best_runs(leaderboard())
+    chosen = (default_choice(a, folders, best) for a in ATTRIBUTE_KEYS)
+    return list(dict.fromkeys(folders[c]["path"] for c in chosen if c))
+
+
+def _warm(paths: list[str]) -> None:
+    from PIL import Image
+
+    photo = Image.new("RGB", (96, 128), (128, 120, 110))
+    for path in paths:
+        try:
+            predictor = predictor_for(path, model_version(path))
+            labels = {a: r["label"] for a, r in predictor.predict(photo).items()}
+            predictor.explain(photo, predictor.explain_methods[0], classes=labels)
+        except Exception:  # a warm-up must never break the app; Predict reports real errors
+            log.warning("warm-up of %s failed", path, exc_info=True)
+
+
+@st.cache_resource(show_spinner=False)
+def warm_up() -> threading.Thread | None:
+    """Start warming Predict's models in a daemon thread (once per server process)."""
+    if os.environ.get("PORTRAIT_LAB_WARM_UP", "1") == "0":
+        return None
+    try:
+        paths = opening_models()
+    except Exception:
+        log.warning("warm-up: could not list the models", exc_info=True)
+        return None
+    thread = threading.Thread(target=_warm, args=(paths,), name="predict-warm-up", daemon=True)
+    thread.start()
+    return thread
