@@ -242,7 +242,7 @@ def settings_form() -> dict:
 
 def start(settings: dict) -> None:
     try:
-        config = rv.train_config(data_path, catalog=catalog, out=str(rv.runs_root()), **settings)
+        config = rv.train_config(data_path, out=str(rv.runs_root()), **settings)
     except ValueError as exc:
         st.error(f"**These settings cannot train:** {exc}.\n\nChange them and press Start again.")
         return

@@ -3,30 +3,27 @@ tidy learning curves, progress and time left, metrics tables, confusion matrices
 
 Pure functions over run-folder contents (status.json, history.jsonl, metrics.json), so every
 number the pages show is tested without Streamlit. Neither Streamlit nor TensorFlow is imported:
-the model catalogue is read from the registry's source (see `model_catalog`), because importing
-the registry imports Keras, which costs the Train page 10 s or more and is only needed by the
-training process itself.
+the model catalogue comes from portrait_core/models/catalog.py, which is Keras-free, because
+importing Keras costs the Train page 10 s or more and is only needed by the training process.
 """
 
 from __future__ import annotations
 
-import ast
 import dataclasses
 import math
 import statistics
 import time
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 import pandas as pd
 
 from portrait_core import leaderboard
+from portrait_core.models.catalog import CATALOG, ModelInfo
 from portrait_core.schema import ATTRIBUTES
-from portrait_core.training.config import TrainConfig
+from portrait_core.training.config import TrainConfig, make_config
 from portrait_core.training.runs import FINAL_STATES, Run, RunStore, read_json
 
-MODELS_DIR = Path(__file__).resolve().parent / "models"
 PRESETS = ("default", "study")
 NOT_CURVES = ("epoch", "seconds", "learning_rate")  # history keys that are not per-head metrics
 TOTAL = "total"  # the head name of a multi-output model's summed loss
@@ -45,67 +42,9 @@ def run_store() -> RunStore:
 
 
 # --- model catalogue and the Train form ----------------------------------------------------------
-@dataclass(frozen=True)
-class ModelInfo:
-    name: str
-    description: str
-    presets: dict[str, dict]
-    options: tuple[str, ...]
-
-
-def model_catalog(folder: Path = MODELS_DIR) -> dict[str, ModelInfo]:
-    """Every registered model's name, description, presets and options, without importing Keras.
-
-    Reads the arguments of each `@register_model(...)` in portrait_core/models/*.py: literals, or
-    names of module-level constants bound to literals. tests/test_run_view.py checks that this
-    equals the live registry, so the two cannot drift. Raises ValueError on anything else.
-    """
-    found: dict[str, ModelInfo] = {}
-    for path in sorted(folder.glob("*.py")):
-        tree = ast.parse(path.read_text(), str(path))
-        constants = _module_constants(tree)
-        for node in ast.walk(tree):
-            if not (
-                isinstance(node, ast.Call)
-                and isinstance(node.func, ast.Name)
-                and node.func.id == "register_model"
-                and node.args
-            ):
-                continue
-            name = _literal(node.args[0], constants, path)
-            kw = {k.arg: _literal(k.value, constants, path) for k in node.keywords if k.arg}
-            found[name] = ModelInfo(
-                name=name,
-                description=kw.get("description", ""),
-                presets=kw.get("presets", {}),
-                options=tuple(kw.get("options", ())),
-            )
-    return found
-
-
-def _module_constants(tree: ast.Module) -> dict:
-    constants = {}
-    for node in tree.body:
-        if isinstance(node, ast.Assign) and len(node.targets) == 1:
-            target = node.targets[0]
-            if isinstance(target, ast.Name):
-                try:
-                    constants[target.id] = ast.literal_eval(node.value)
-                except ValueError:
-                    pass
-    return constants
-
-
-def _literal(node: ast.expr, constants: dict, path: Path):
-    try:
-        return ast.literal_eval(node)
-    except ValueError:
-        if isinstance(node, ast.Name) and node.id in constants:
-            return constants[node.id]
-        raise ValueError(
-            f"{path.name} line {node.lineno}: a register_model argument is neither a literal nor "
-            "a constant, so the Train page cannot read it without importing Keras"
-        ) from None
+def model_catalog() -> dict[str, ModelInfo]:
+    """Every model's name, description, presets and options (Keras-free)."""
+    return CATALOG
 
 
 FORM_FIELDS = (
@@ -133,31 +72,13 @@ def form_defaults(model: str, preset: str, catalog: dict[str, ModelInfo] | None 
     return {**defaults, **preset_values(model, preset, catalog)}
 
 
-def train_config(
-    data: str,
-    model: str,
-    preset: str = "default",
-    catalog: dict[str, ModelInfo] | None = None,
-    **given,
-) -> TrainConfig:
-    """make_config without importing Keras: the model's preset, overridden by what was given.
+def train_config(data: str, model: str, preset: str = "default", **given) -> TrainConfig:
+    """The Train form's config: make_config (Keras-free), the preset overridden by what was given.
 
-    None means "not given". Options the model does not understand are an error naming them, as
-    create_model would raise in the training process, but before a run folder is made.
+    None means "not given". Options the model does not understand are an error naming them,
+    before a run folder is made.
     """
-    catalog = catalog or model_catalog()
-    if model not in catalog:
-        raise ValueError(f"unknown model {model!r}; choose from {', '.join(sorted(catalog))}")
-    settings = dict(catalog[model].presets.get(preset, {}))
-    options = {**settings.pop("options", {}), **(given.pop("options", None) or {})}
-    unknown = sorted(set(options) - set(catalog[model].options))
-    if unknown:
-        raise ValueError(
-            f"model {model} has no option {', '.join(unknown)}; "
-            f"its options are {', '.join(catalog[model].options) or 'none'}"
-        )
-    settings.update({k: v for k, v in given.items() if v is not None})
-    return TrainConfig(data=data, model=model, preset=preset, options=options, **settings)
+    return make_config(data, model, preset, **given)
 
 
 # --- learning curves -----------------------------------------------------------------------------

@@ -97,3 +97,21 @@ def test_resnet50_unfreeze_trains_only_the_last_layers(monkeypatch, tmp_path):
     assert trainable and all(name.startswith("conv5_block3") for name in trainable)
     assert frozen_bn and not any(layer.trainable for layer in frozen_bn)
     np.testing.assert_array_equal(model.get_layer("conv1_conv").get_weights()[0], expected)
+
+
+def test_every_catalogue_entry_has_a_builder_and_every_builder_an_entry():
+    from portrait_core.models import CATALOG, MODELS
+
+    assert model_names() == list(MODELS) and sorted(MODELS) == sorted(CATALOG)
+    for name, spec in MODELS.items():
+        assert spec.builder is not None and spec.presets == CATALOG[name].presets
+        assert set(spec.presets) == {"default", "study"}, name
+        for preset in spec.presets.values():  # every preset option is one the builder takes
+            assert set(preset.get("options", {})) <= set(spec.options), name
+
+
+def test_an_unknown_model_or_option_is_an_error_naming_the_valid_ones():
+    with pytest.raises(ValueError, match="unknown model 'vgg'; choose from alexnet, cnn_custom"):
+        create_model("vgg", SIZE, ("gender",))
+    with pytest.raises(ValueError, match="has no option unfreeze; its options are pooling"):
+        create_model("cnn_custom", SIZE, ("gender",), unfreeze=3)

@@ -212,7 +212,7 @@ def test_the_catalogue_is_read_without_keras():
         "import sys\n"
         "from portrait_core import run_view as rv\n"
         "c = rv.model_catalog()\n"
-        "rv.train_config('d', 'resnet50', 'study', catalog=c, attributes=('gender',))\n"
+        "rv.train_config('d', 'resnet50', 'study', attributes=('gender',))\n"
         "print(sorted(c), 'keras' in sys.modules, 'tensorflow' in sys.modules)\n"
     )
     out = subprocess.run(
@@ -223,38 +223,17 @@ def test_the_catalogue_is_read_without_keras():
     assert "resnet50" in out.stdout and "cnn_custom" in out.stdout
 
 
-@pytest.fixture(scope="module")
-def registry():
-    from portrait_core.models import MODELS, model_names
-
-    model_names()  # registers every builder
-    return MODELS
-
-
-def test_the_catalogue_matches_the_live_registry(registry):
+def test_train_config_is_the_preset_overridden_by_what_was_given():
     catalog = rv.model_catalog()
-    assert list(catalog) == sorted(registry)
-    for name, spec in registry.items():
-        info = catalog[name]
-        assert (info.description, info.presets, info.options) == (
-            spec.description,
-            spec.presets,
-            spec.options,
-        ), name
-
-
-@pytest.mark.parametrize("preset", rv.PRESETS)
-def test_train_config_equals_make_config(registry, preset):
-    from portrait_core.training.config import make_config
-
     given = dict(attributes=("hairstyle", "age"), epochs=3, lr=None, max_steps_per_epoch=2)
-    for name in registry:
-        ours = rv.train_config("data/x", name, preset, **given)
-        theirs = make_config("data/x", name, preset, **given)
-        assert ours == theirs, name
-    ours = rv.train_config("d", "resnet50", preset, options={"weights": "none", "unfreeze": 3})
+    for preset in rv.PRESETS:
+        config = rv.train_config("data/x", "cnn_custom", preset, **given)
+        settings = catalog["cnn_custom"].presets[preset]
+        assert config.epochs == 3 and config.lr == settings["lr"]  # None: not given
+        assert config.batch_size == settings["batch_size"] and config.options == settings["options"]
+    ours = rv.train_config("d", "resnet50", "study", options={"weights": "none", "unfreeze": 3})
     assert ours.options["weights"] == "none" and ours.options["unfreeze"] == 3
-    assert ours.options["pooling"] == registry["resnet50"].presets[preset]["options"]["pooling"]
+    assert ours.options["pooling"] == catalog["resnet50"].presets["study"]["options"]["pooling"]
 
 
 def test_train_config_refuses_what_the_training_process_would():
@@ -277,19 +256,3 @@ def test_form_defaults_are_the_preset_over_the_config_defaults():
     assert study["image_size"] == 128 and study["seed"] == 0  # not in the preset: the config's
     default = rv.form_defaults("cnn_custom", "default", catalog)
     assert default["lr"] == catalog["cnn_custom"].presets["default"]["lr"]
-
-
-def test_the_catalogue_reads_constants_and_refuses_what_it_cannot_read(tmp_path):
-    (tmp_path / "tiny.py").write_text(
-        "PRESETS = {'default': {'epochs': 2}}\n"
-        "@register_model('tiny', description='A tiny one.', cam_layer=None, presets=PRESETS)\n"
-        "def build(image_size, attributes): ...\n"
-    )
-    (tiny,) = rv.model_catalog(tmp_path).values()
-    assert (tiny.name, tiny.presets, tiny.options) == ("tiny", {"default": {"epochs": 2}}, ())
-    (tmp_path / "odd.py").write_text(
-        "@register_model('odd', description=make_text(), cam_layer=None, presets={})\n"
-        "def build(image_size, attributes): ...\n"
-    )
-    with pytest.raises(ValueError, match="odd.py line 1"):
-        rv.model_catalog(tmp_path)

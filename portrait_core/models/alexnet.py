@@ -17,24 +17,7 @@ def dense_width(image_size: int) -> int:
     return max(256, round(4096 * (image_size / 224) ** 2 / 64) * 64)
 
 
-@register_model(
-    "alexnet",
-    description="AlexNet (5 conv + 3 dense, batch norm for LRN), widths scaled to the input.",
-    cam_layer="conv5",
-    options=("dropout",),
-    presets={
-        "study": {
-            "batch_size": 128,
-            "epochs": 30,
-            "lr": 1e-3,
-            "early_stop_patience": 3,
-            "lr_patience": 1,
-            "lr_factor": 0.2,
-            "options": {"dropout": 0.5},
-        },
-        "default": {"batch_size": 64, "epochs": 20, "lr": 1e-3, "options": {"dropout": 0.5}},
-    },
-)
+@register_model("alexnet")  # description, CAM layer, presets: models/catalog.py
 def build(image_size: int, attributes, dropout: float = 0.5) -> keras.Model:
     inputs, x = image_input(image_size)
     plan = [  # (filters, kernel, stride, pool after)

@@ -1,7 +1,8 @@
 """CNN-custom, the study's small CNN: Conv64 -> Pool -> Conv128 -> Pool -> Conv256 -> Dense32 -> softmax.
 
-The study flattened the last conv block; our default pools it globally and adds batch norm,
-which trains faster on a CPU and keeps the model small (the shipped default is one of these).
+The study flattened the last conv block into Dense(32) heads; our default pools it once more,
+flattens it and puts a linear softmax head per attribute on it (see the default preset's note in
+catalog.py). The shipped default model is one of these.
 """
 
 from __future__ import annotations
@@ -16,37 +17,7 @@ from portrait_core.models.registry import image_input, register_model, softmax_h
 POOLINGS = ("flatten", "gap", "pool_flatten")
 
 
-@register_model(
-    "cnn_custom",
-    description="The study's 3-conv CNN (Conv64-Conv128-Conv256); Dense 32 heads in the study preset, linear heads by default.",
-    cam_layer="conv3",
-    options=("pooling", "batch_norm", "head_units"),
-    presets={
-        # The study: Adam, batch 125, 30 epochs, EarlyStopping(val_loss, 3), ReduceLROnPlateau(0.2, 1).
-        "study": {
-            "batch_size": 125,
-            "epochs": 30,
-            "lr": 1e-3,
-            "early_stop_patience": 3,
-            "lr_patience": 1,
-            "lr_factor": 0.2,
-            "options": {"pooling": "flatten", "batch_norm": False},
-        },
-        # Measured here on the synthetic set at 64 px, four heads: with the study's Dense(32)
-        # ReLU heads, lr 1e-3 (with or without batch norm) left some heads stuck on one class
-        # (face_shape at chance after 5 epochs); linear heads on pooled conv features learned
-        # every head (4 epochs: val accuracy gender 0.97, hairstyle 0.92, face 0.80, age 0.71).
-        "default": {
-            "batch_size": 32,
-            "epochs": 30,
-            "lr": 1e-3,
-            "early_stop_patience": 5,
-            "lr_patience": 2,
-            "lr_factor": 0.3,
-            "options": {"pooling": "pool_flatten", "batch_norm": False, "head_units": 0},
-        },
-    },
-)
+@register_model("cnn_custom")  # description, CAM layer, presets: models/catalog.py
 def build(
     image_size: int,
     attributes,

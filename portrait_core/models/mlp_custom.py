@@ -11,17 +11,7 @@ from keras import layers
 from portrait_core.models.registry import image_input, register_model, softmax_heads
 
 
-@register_model(
-    "mlp_custom",
-    description="The study's MLP (Dense 512-256-128); explained by saliency only.",
-    cam_layer=None,
-    options=("dropout",),
-    presets={
-        # The study: Adam, batch 32, 20 epochs.
-        "study": {"batch_size": 32, "epochs": 20, "lr": 1e-3, "options": {"dropout": 0.0}},
-        "default": {"batch_size": 32, "epochs": 20, "lr": 3e-4, "options": {"dropout": 0.2}},
-    },
-)
+@register_model("mlp_custom")  # description, CAM layer, presets: models/catalog.py
 def build(image_size: int, attributes, dropout: float = 0.2) -> keras.Model:
     inputs, x = image_input(image_size)
     x = layers.Flatten(name="flatten")(x)

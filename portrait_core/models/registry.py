@@ -1,6 +1,6 @@
 """The model registry: a name -> a builder plus what other code must know about the model.
 
-    @register_model("cnn_custom", cam_layer="conv3", ...)
+    @register_model("cnn_custom")  # its catalogue entry (catalog.py) says what it is
     def build(image_size, attributes, **options) -> keras.Model: ...
 
     model = create_model("cnn_custom", image_size=128, attributes=("gender", "age"))
@@ -12,52 +12,42 @@ outputs are one softmax head per attribute, each named after the attribute key.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import keras
 
+from portrait_core.models.catalog import ModelInfo, check_options, get_info
 from portrait_core.models.layers import ZeroCentre
 from portrait_core.schema import ATTRIBUTES, parse_attributes
 
 
 @dataclass(frozen=True)
-class ModelSpec:
-    name: str
-    builder: Callable[..., keras.Model]
-    description: str
-    cam_layer: str | None  # the conv layer Grad-CAM reads; None where CAM does not apply
-    presets: dict[str, dict] = field(default_factory=dict)  # "default", "study": training settings
-    options: tuple[str, ...] = ()  # builder keyword options this model understands
+class ModelSpec(ModelInfo):
+    """A catalogue entry (catalog.py) with its builder."""
 
-    @property
-    def supports_cam(self) -> bool:
-        return self.cam_layer is not None
-
-    @property
-    def explain_methods(self) -> tuple[str, ...]:
-        return (
-            ("gradcam", "gradcam++", "scorecam", "saliency") if self.supports_cam else ("saliency",)
-        )
+    builder: Callable[..., keras.Model] | None = None
 
 
 MODELS: dict[str, ModelSpec] = {}
 
 
-def register_model(
-    name: str, *, description: str, cam_layer: str | None, presets: dict, options=()
-):
+def register_model(name: str):
+    """Attach a builder to the catalogue entry `name` (catalog.py holds what it is)."""
+
     def wrap(builder: Callable[..., keras.Model]) -> Callable[..., keras.Model]:
-        MODELS[name] = ModelSpec(name, builder, description, cam_layer, presets, tuple(options))
+        info = get_info(name)
+        fields = {f.name: getattr(info, f.name) for f in dataclasses.fields(ModelInfo)}
+        MODELS[name] = ModelSpec(**fields, builder=builder)
         return builder
 
     return wrap
 
 
 def get_spec(name: str) -> ModelSpec:
+    get_info(name)  # an unknown name is an error naming the known ones
     _load_builders()
-    if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; choose from {', '.join(sorted(MODELS))}")
     return MODELS[name]
 
 
@@ -69,12 +59,7 @@ def model_names() -> list[str]:
 def create_model(name: str, image_size: int, attributes, **options) -> keras.Model:
     """Build a registered model; an unknown name or option is an error naming the valid ones."""
     spec = get_spec(name)
-    unknown = sorted(set(options) - set(spec.options))
-    if unknown:
-        raise ValueError(
-            f"model {name} has no option {', '.join(unknown)}; "
-            f"its options are {', '.join(spec.options) or 'none'}"
-        )
+    check_options(name, options)
     if image_size < 32:
         raise ValueError(f"image size {image_size} is too small; use 32 pixels or more")
     return spec.builder(image_size, parse_attributes(attributes), **options)

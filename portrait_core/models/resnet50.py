@@ -84,32 +84,7 @@ def _copy_weights(source: str, base: keras.Model, image_size: int) -> None:
             base.get_layer(layer.name).set_weights(layer.get_weights())
 
 
-@register_model(
-    "resnet50",
-    description="ResNet50, ImageNet weights where available, last N layers trained.",
-    cam_layer="conv5_block3_out",
-    options=("weights", "unfreeze", "pooling"),
-    presets={
-        # The study: ImageNet weights, last 10 layers trainable, head Flatten-Dense256-Dropout0.5,
-        # Adam(1e-3), batch 125, EarlyStopping(val_loss, 5), ReduceLROnPlateau.
-        "study": {
-            "batch_size": 125,
-            "epochs": 30,
-            "lr": 1e-3,
-            "early_stop_patience": 5,
-            "lr_patience": 2,
-            "lr_factor": 0.2,
-            "options": {"weights": "imagenet", "unfreeze": 10, "pooling": "flatten"},
-        },
-        "default": {
-            "batch_size": 32,
-            "epochs": 15,
-            "lr": 1e-3,
-            "early_stop_patience": 4,
-            "options": {"weights": "imagenet", "unfreeze": 10, "pooling": "gap"},
-        },
-    },
-)
+@register_model("resnet50")  # description, CAM layer, presets: models/catalog.py
 def build(
     image_size: int,
     attributes,

@@ -125,11 +125,15 @@ def _describe(expected) -> str:
 
 
 def make_config(data: str, model: str, preset: str = "default", **given) -> TrainConfig:
-    """A config from a model's preset, overridden by what the user gave (None = not given)."""
-    from portrait_core.models import get_spec
+    """A config from a model's preset, overridden by what the user gave (None = not given).
 
-    spec = get_spec(model)
-    settings = dict(spec.presets.get(preset, {}))
+    Keras-free (the app's Train page calls it); an unknown model or option is an error naming
+    the valid ones, raised before any run folder is made.
+    """
+    from portrait_core.models.catalog import check_options, get_info
+
+    settings = dict(get_info(model).presets.get(preset, {}))
     options = {**settings.pop("options", {}), **(given.pop("options", None) or {})}
+    check_options(model, options)
     settings.update({k: v for k, v in given.items() if v is not None})
     return TrainConfig(data=data, model=model, preset=preset, options=options, **settings)
