@@ -397,6 +397,8 @@ def bench_app() -> dict:
     import socket
     import urllib.request
 
+    from portrait_core.paths import serve_command
+
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
@@ -404,19 +406,7 @@ def bench_app() -> dict:
     env = {**os.environ, "PORTRAIT_LAB_DATA": str(synthetic(200, 128))}
     start = time.perf_counter()
     server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "streamlit",
-            "run",
-            "app.py",
-            "--server.headless",
-            "true",
-            "--server.port",
-            str(port),
-            "--browser.gatherUsageStats",
-            "false",
-        ],
+        serve_command(port),
         cwd=PROJECT,
         env=env,
         stdout=subprocess.DEVNULL,

@@ -16,6 +16,21 @@ from portrait_core.data.formats import UnknownFormat, accepted_formats, load_dat
 from portrait_core.data.stats import dataset_stats
 from portrait_core.data.table import Dataset
 
+# How Compare and Train show metrics tables (columns missing from a table are ignored).
+METRIC_COLUMNS = {
+    "attribute": "attribute",
+    "accuracy": st.column_config.NumberColumn(format="%.3f"),
+    "balanced_accuracy": st.column_config.NumberColumn("balanced accuracy", format="%.3f"),
+    "macro_f1": st.column_config.NumberColumn("macro F1", format="%.3f"),
+    "majority_baseline": st.column_config.NumberColumn(
+        "majority baseline",
+        format="%.3f",
+        help="Accuracy of always answering the training split's largest class",
+    ),
+    "majority_class": "majority class",
+    "n_test": st.column_config.NumberColumn("test pictures", format="localized"),
+}
+
 DEFAULT_SOURCE = "Embedded synthetic default"
 FOLDER_SOURCE = "Folder path"
 SOURCES = (DEFAULT_SOURCE, FOLDER_SOURCE)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import plotly.graph_objects as go
 import streamlit as st
 
-from pages.common import choose_dataset
+from pages.common import METRIC_COLUMNS, choose_dataset
 from portrait_core import run_view as rv
 from portrait_core.leaderboard import best_runs, leaderboard
 from portrait_core.schema import ATTRIBUTE_KEYS, ATTRIBUTES
@@ -19,24 +19,14 @@ RUN_COLOURS = ("#3366CC", "#F29E4C", "#4DAF7C", "#B55D9E", "#E15759", "#76B7B2",
 MEASURE_COLOURS = {"precision": "#3366CC", "recall": "#F29E4C"}
 TITLES = {a: ATTRIBUTES[a].title for a in ATTRIBUTE_KEYS}
 CURVE_RUNS = 3  # runs drawn by default: the newest few
-SCORE = st.column_config.NumberColumn(format="%.3f")
 BOARD_COLUMNS = {
+    **METRIC_COLUMNS,
     "run": "run",
-    "attribute": "attribute",
     "data": "data set",
     "image_size": st.column_config.NumberColumn("image px"),
-    "accuracy": SCORE,
-    "balanced_accuracy": st.column_config.NumberColumn("balanced accuracy", format="%.3f"),
-    "macro_f1": st.column_config.NumberColumn("macro F1", format="%.3f"),
-    "majority_baseline": st.column_config.NumberColumn(
-        "majority baseline",
-        format="%.3f",
-        help="Accuracy of always answering the training split's largest class",
-    ),
     "params": st.column_config.NumberColumn("parameters", format="compact"),
     "train_seconds": st.column_config.NumberColumn("training s", format="%.0f"),
     "ms_per_image": st.column_config.NumberColumn("ms / picture", format="%.1f"),
-    "n_test": st.column_config.NumberColumn("test pictures", format="localized"),
 }
 
 # scores first; the long run id last (it scrolls into view; the best-run table shows it too)

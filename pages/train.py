@@ -12,7 +12,7 @@ import plotly.graph_objects as go
 import streamlit as st
 from plotly.subplots import make_subplots
 
-from pages.common import RESOLVED_KEY, choose_dataset
+from pages.common import METRIC_COLUMNS, RESOLVED_KEY, choose_dataset
 from portrait_core import run_view as rv
 from portrait_core.schema import ATTRIBUTE_KEYS, ATTRIBUTES
 from portrait_core.training.launch import launch_training
@@ -331,25 +331,7 @@ def metrics_section(run: Run) -> None:
         st.caption("No test metrics were written for this run.")
         return
     st.markdown("**Test metrics** (best model by val_loss, on the held-out test split)")
-    score = st.column_config.NumberColumn(format="%.3f")
-    st.dataframe(
-        table,
-        hide_index=True,
-        key=f"metrics_{run.id}",
-        column_config={
-            "attribute": "attribute",
-            "accuracy": score,
-            "balanced_accuracy": st.column_config.NumberColumn("balanced accuracy", format="%.3f"),
-            "macro_f1": st.column_config.NumberColumn("macro F1", format="%.3f"),
-            "majority_baseline": st.column_config.NumberColumn(
-                "majority baseline",
-                format="%.3f",
-                help="Accuracy of always answering the training split's largest class",
-            ),
-            "majority_class": "majority class",
-            "n_test": st.column_config.NumberColumn("test pictures", format="localized"),
-        },
-    )
+    st.dataframe(table, hide_index=True, key=f"metrics_{run.id}", column_config=METRIC_COLUMNS)
     facts = []
     if metrics.get("best_epoch"):
         facts.append(f"best epoch {metrics['best_epoch']} of {metrics.get('epochs_run', '?')}")

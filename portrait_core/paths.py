@@ -11,3 +11,26 @@ DEFAULT_DATA = Path(os.environ.get("PORTRAIT_LAB_DATA", PROJECT / "data" / "synt
 RUNS = Path(os.environ.get("PORTRAIT_LAB_RUNS", PROJECT / "artifacts" / "runs"))
 DEFAULT_MODEL = PROJECT / "artifacts" / "default"
 CACHE = Path(os.environ.get("PORTRAIT_LAB_CACHE", PROJECT / "artifacts" / "cache"))
+
+
+def serve_command(port: int) -> list[str]:
+    """`streamlit run app.py`, headless on 127.0.0.1:port (the browser tests and bench start it)."""
+    import sys
+
+    return [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(PROJECT / "app.py"),
+        "--server.headless",
+        "true",
+        "--server.port",
+        str(port),
+        "--server.address",
+        "127.0.0.1",
+        "--browser.gatherUsageStats",
+        "false",
+        "--server.fileWatcherType",
+        "none",
+    ]

@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -24,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from portrait_core.paths import PROJECT
+from portrait_core.paths import PROJECT, serve_command
 
 CHROMIUM = os.environ.get("PORTRAIT_LAB_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -96,23 +95,7 @@ def app_server(browser_data, tmp_path_factory) -> Iterator[str]:
         "PORTRAIT_LAB_WARM_UP": "1",  # as a user's server runs
     }
     log = state / "streamlit.log"
-    command = [
-        sys.executable,
-        "-m",
-        "streamlit",
-        "run",
-        "app.py",
-        "--server.headless",
-        "true",
-        "--server.port",
-        str(port),
-        "--server.address",
-        "127.0.0.1",
-        "--browser.gatherUsageStats",
-        "false",
-        "--server.fileWatcherType",
-        "none",
-    ]
+    command = serve_command(port)
     with log.open("wb") as out:
         process = subprocess.Popen(
             command, cwd=PROJECT, env=env, stdout=out, stderr=subprocess.STDOUT
