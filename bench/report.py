@@ -130,9 +130,14 @@ def markdown(results: dict) -> str:
             a = entry["app"]
             lines += [
                 "",
-                "### 5. App start",
+                f"### 5. App start (median of {a.get('repeats', 1)}, a fresh server each)",
                 "",
                 f"- `streamlit run app.py` to the first HTTP answer: {_f(a['start_to_first_http_s'], 2)} s",
-                f"- opening Predict to the first prediction shown (Chromium): {_f(a['open_predict_to_first_prediction_s'], 2)} s",
+                f"- opening Predict first thing to the first prediction shown (Chromium): {_f(a['open_predict_to_first_prediction_s'], 2)} s",
             ]
+            if "predict_after_browsing_s" in a:
+                lines.append(
+                    f"- opening Predict after {a['browse_s']} s on the Dataset page (the models "
+                    f"warm up in the background meanwhile): {_f(a['predict_after_browsing_s'], 2)} s"
+                )
     return "\n".join(lines) + "\n"

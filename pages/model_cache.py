@@ -25,8 +25,9 @@ def model_version(path: str | Path) -> float:
     return os.path.getmtime(os.path.join(path, "model.keras"))
 
 
-@st.cache_resource(show_spinner="Loading the model…", max_entries=8)
+@st.cache_resource(show_spinner=False, max_entries=8)  # the warm-up thread has no page to spin on
 def predictor_for(path: str, version: float):
+    """The loaded model in `path`; Predict shows its own spinner around the call."""
     from portrait_core import load_predictor  # TensorFlow loads here, only when a model is needed
 
     return load_predictor(path)

@@ -80,7 +80,8 @@ for name, photo in photos:
     results, maps, notes = {}, {}, []
     for path, attrs in by_model.items():
         try:
-            predictor = predictor_for(path, model_version(path))
+            with st.spinner("Loading the model…"):
+                predictor = predictor_for(path, model_version(path))
             predicted = predictor.predict(photo)
             use = method if method in predictor.explain_methods else "saliency"
             if use != method:
