@@ -32,6 +32,9 @@ def markdown(results: dict) -> str:
             + (f", GPU {m['gpu']}" if m.get("gpu") else ", no GPU")
             + f" ({entry.get('date')})",
         ]
+        if entry.get("measured"):
+            when = ", ".join(f"{k} {v}" for k, v in entry["measured"].items())
+            lines += ["", f"Sections last measured: {when}."]
         if "predict" in entry:
             lines += [
                 "",
@@ -105,7 +108,7 @@ def markdown(results: dict) -> str:
                 "|---|---|---|---|---|",
             ]
             for name in names:
-                a = entry["train"].get(f"{name}@128", {})
+                a = entry.get("ratio", {}).get(name) or entry["train"].get(f"{name}@128", {})
                 ratio = a.get("pipeline_vs_memory")
                 if ratio is None:
                     continue

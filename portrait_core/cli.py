@@ -1,6 +1,6 @@
 """Portrait Lab on the command line. Each subcommand calls one function of portrait_core.
 
-    python -m portrait_core synth --out data/synthetic --n 3000 --seed 0 --size 128
+    python -m portrait_core synth --out data/synthetic --n 6000 --seed 0 --size 128
     python -m portrait_core stats data/synthetic            # readable tables
     python -m portrait_core stats data/synthetic --json     # one JSON object
     python -m portrait_core train --data data/synthetic --model cnn_custom \
@@ -186,7 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("synth", help="write the synthetic montage data set (AI Hub layout)")
     p.add_argument("--out", required=True, help="folder to write N.png + N.json pairs into")
-    p.add_argument("--n", type=_positive_int, default=3000, help="number of pictures")
+    p.add_argument("--n", type=_positive_int, default=6000, help="number of pictures")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--size", type=_positive_int, default=128, help="picture side in pixels")
     p.add_argument("--balanced", action="store_true", help="even classes instead of the study's")

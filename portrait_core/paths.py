@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parent.parent
-# The embedded default data set that `make app` writes (3,000 synthetic montages, 128 px).
+# The embedded default data set that `make app` writes (6,000 synthetic montages, 128 px).
 DEFAULT_DATA = Path(os.environ.get("PORTRAIT_LAB_DATA", PROJECT / "data" / "synthetic"))
 RUNS = Path(os.environ.get("PORTRAIT_LAB_RUNS", PROJECT / "artifacts" / "runs"))
 DEFAULT_MODEL = PROJECT / "artifacts" / "default"
