@@ -50,7 +50,7 @@ DEFAULT_RUNS := artifacts/cache/default-model-runs
 default-model: $(VENV)/.installed $(DATA_MARK)
 	rm -rf $(DEFAULT_RUNS)
 	$(BIN)/python -m portrait_core train --data $(DATA) --model cnn_custom --image-size 128 \
-		--epochs 16 --no-augment --seed 0 --out $(DEFAULT_RUNS)
+		--epochs 12 --no-augment --seed 0 --out $(DEFAULT_RUNS)
 	$(BIN)/python -m portrait_core publish "$$(ls $(DEFAULT_RUNS) | tail -1)" --out $(DEFAULT_RUNS) --dest artifacts/default
 
 # Speed and memory targets live here, not in unit tests (see bench/README.md for the figures).

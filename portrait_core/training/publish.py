@@ -12,6 +12,9 @@ FILES = ("model.keras", "config.json", "metrics.json", "mean_image.npy", "histor
 MAX_BYTES = 20 * 1024 * 1024  # the default model is committed: keep the repository light
 
 
+SMALL_CLASS = 10  # test pictures under which a class's recall is mostly noise
+
+
 def model_card(run: Run) -> str:
     config, metrics = run.config, run.metrics or {}
     train = config["train"]
@@ -22,6 +25,21 @@ def model_card(run: Run) -> str:
             f"| {ATTRIBUTES[attr].title} | {m['accuracy']:.3f} | {m['balanced_accuracy']:.3f} | "
             f"{m['macro_f1']:.3f} | {base.get('accuracy', float('nan')):.3f} | {m['n']} |"
         )
+    small = [
+        f"{ATTRIBUTES[attr].title} {cls} ({c['support']})"
+        for attr, m in metrics.get("attributes", {}).items()
+        for cls, c in m.get("per_class", {}).items()
+        if 0 < c["support"] < SMALL_CLASS
+    ]
+    caveat = (
+        [
+            "",
+            "Classes with fewer than 10 test pictures, so that their recall (and the balanced "
+            "accuracy with it) rests on a handful of pictures: " + ", ".join(small) + ".",
+        ]
+        if small
+        else []
+    )
     data = config["data"]
     return "\n".join(
         [
@@ -48,6 +66,7 @@ def model_card(run: Run) -> str:
             "| attribute | accuracy | balanced accuracy | macro F1 | majority baseline | n |",
             "|---|---|---|---|---|---|",
             *rows,
+            *caveat,
             "",
             "## What it is not good for",
             "",
