@@ -34,7 +34,11 @@ def markdown(results: dict) -> str:
         ]
         if entry.get("measured"):
             when = ", ".join(f"{k} {v}" for k, v in entry["measured"].items())
-            lines += ["", f"Sections last measured: {when}."]
+            lines += [
+                "",
+                f"Sections last measured: {when}. Sections not listed come from an earlier run "
+                "of the suite on the same machine.",
+            ]
         if "predict" in entry:
             lines += [
                 "",

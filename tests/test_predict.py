@@ -106,6 +106,31 @@ def test_each_method_explains_each_head_of_each_model(name):
             assert heat.min() >= 0.0 and heat.max() <= 1.0
 
 
+def test_compiled_gradcam_equals_tf_keras_vis(predictor, face):
+    """Our compiled Grad-CAM gives tf-keras-vis' own maps, head by head, on a trained model."""
+    from portrait_core.explain import _unit_range
+
+    square = predictor.square(face).astype(np.float32)
+    predicted = predictor.predict(face)
+    classes = {a: ATTRIBUTES[a].index(r["label"]) for a, r in predicted.items()}
+    classes["gender"] = 1 - classes["gender"]  # also a class the model did not choose
+    explainer = Explainer(predictor.model, predictor.cam_layer, predictor.model_name)
+    ours = explainer.heatmaps(square, classes, "gradcam")
+    tool = explainer._tool("gradcam")
+    for head in explainer.heads:  # tf-keras-vis, one head at a time
+        scores = [
+            (lambda out, k=classes[h]: out[:, k]) if h == head else (lambda out: out[:, 0] * 0.0)
+            for h in explainer.heads
+        ]
+        theirs = _unit_range(
+            np.asarray(tool(scores, square[None], penultimate_layer=predictor.cam_layer))[0]
+        )
+        assert ours[head].shape == theirs.shape
+        np.testing.assert_allclose(ours[head], theirs, atol=1e-4, err_msg=head)
+    # real maps, not constants (a class the model did not choose may have no positive evidence)
+    assert all(ours[h].std() > 0 for h in explainer.heads if h != "gender"), ours
+
+
 def test_cam_on_the_mlp_is_refused_naming_saliency():
     model = create_model("mlp_custom", 48, ("gender",))
     explainer = Explainer(model, get_spec("mlp_custom").cam_layer, "mlp_custom")
