@@ -76,6 +76,15 @@ def model_card(run: Run) -> str:
             "UTKFace, CelebA or a CSV manifest) for real use. Gender and age bands are coarse labels that "
             "describe appearance, not identity; do not use any model of this kind to make decisions "
             "about people.",
+            *(
+                []
+                if train["augment"]
+                else [
+                    "",
+                    "It was trained without augmentation, at one resolution: blurred or "
+                    "low-resolution pictures (small pictures blown up) get markedly worse labels.",
+                ]
+            ),
             "",
         ]
     )
