@@ -1,6 +1,14 @@
-"""bench/results.json -> the Markdown tables of bench/README.md, with each target beside its figure."""
+"""bench/results.json (+ results_gpu.json) -> bench/README.md's tables, each target beside its figure.
+
+`python bench/report.py` rebuilds the README from the two files without measuring anything.
+"""
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
 
 
 def _f(value, digits: int = 1) -> str:
@@ -16,7 +24,50 @@ def _rate(v: dict):
     return v.get("epoch_img_s", v.get("memory_img_s"))
 
 
-def markdown(results: dict) -> str:
+def gpu_markdown(gpu: dict, cpu_train: dict | None) -> list[str]:
+    """bench/gpu.py's figures, beside the CPU suite's training rates where both exist."""
+    lines = [
+        "",
+        f"## gpu: {gpu.get('device')}, {gpu.get('cpu_count')} CPU cores, Keras {gpu.get('keras')} "
+        f"on {gpu.get('backend')} ({gpu.get('started')})",
+        "",
+        "Made by `bench/gpu.py` (its docstring says why not the whole suite). The lent GPU machine "
+        "reaches no package registry and TensorFlow's GPU wheels cannot be carried there, so the "
+        "input pipeline, the Predictor, Grad-CAM and the app were not measured on it. These are "
+        "the same registered models, losses and optimizer, trained from random pictures in "
+        "memory, on Keras' JAX backend. The CPU column is section 3 above (TensorFlow backend, 2 "
+        "cores, measured in session 1 with each epoch a separate short `fit`, so it carries some "
+        "per-call overhead; the ratio section's in-memory rate for cnn_custom was 22.9 img/s): a "
+        "different backend and machine, so the ratio says roughly what the hardware buys.",
+        "",
+        "| model | size / batch | GPU img/s | first epoch (compile) s | CPU img/s | GPU / CPU |",
+        "|---|---|---|---|---|---|",
+    ]
+    for key, r in gpu.get("train", {}).items():
+        name, rest = key.split("@")
+        size, batch = rest.split("/b")
+        cpu = (cpu_train or {}).get(f"{name}@{size}", {})
+        cpu_batch = 32 if size == "128" else 16
+        cpu_rate = _rate(cpu) if int(batch) == cpu_batch else None
+        ratio = r["img_s"] / cpu_rate if cpu_rate else None
+        lines.append(
+            f"| {name} | {size} px / {batch} | {_f(r['img_s'])} | {_f(r.get('first_epoch_s'))} | "
+            f"{_f(cpu_rate)} | {_f(ratio, 0) + 'x' if ratio else 'n/a'} |"
+        )
+    lines += [
+        "",
+        "Forward pass of one picture, all four heads (compiled, the model alone: no decoding, "
+        "letterboxing or Grad-CAM; median of 50):",
+        "",
+        "| model | one picture ms | batch of 64, img/s |",
+        "|---|---|---|",
+    ]
+    for key, r in gpu.get("predict", {}).items():
+        lines.append(f"| {key} | {_f(r['one_ms'], 2)} | {_f(r['batch64_img_s'], 0)} |")
+    return lines
+
+
+def markdown(results: dict, gpu: dict | None = None) -> str:
     lines = [
         "# Benchmarks",
         "",
@@ -147,4 +198,19 @@ def markdown(results: dict) -> str:
                     f"- opening Predict after {a['browse_s']} s on the Dataset page (the models "
                     f"warm up in the background meanwhile): {_f(a['predict_after_browsing_s'], 2)} s"
                 )
+    if gpu:
+        lines += gpu_markdown(gpu, results.get("cpu", {}).get("train"))
     return "\n".join(lines) + "\n"
+
+
+def load(name: str) -> dict | None:
+    path = HERE / name
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def write_readme() -> None:
+    (HERE / "README.md").write_text(markdown(load("results.json") or {}, load("results_gpu.json")))
+
+
+if __name__ == "__main__":
+    write_readme()

@@ -505,9 +505,9 @@ SECTIONS = {
 
 def write_report(results: dict) -> None:
     (HERE / "results.json").write_text(json.dumps(results, indent=2))
-    from bench.report import markdown
+    from bench.report import write_readme
 
-    (HERE / "README.md").write_text(markdown(results))
+    write_readme()
 
 
 def main() -> None:

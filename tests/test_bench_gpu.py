@@ -1,0 +1,37 @@
+"""bench/gpu.py (model arithmetic on any Keras backend) and its section of bench/README.md."""
+
+from __future__ import annotations
+
+import json
+
+from bench import gpu, report
+
+
+def test_gpu_script_measures_training_and_prediction(tmp_path):
+    out = tmp_path / "gpu.json"
+    argv = ["--quick", "--archs", "cnn_custom", "--steps", "2", "--epochs", "2", "--out", str(out)]
+    assert gpu.main(argv) == 0
+    r = json.loads(out.read_text())
+    assert r["backend"] == "tensorflow" and r["device"]
+    train = r["train"]["cnn_custom@32/b8"]
+    assert train["img_s"] > 0 and train["epochs"] == 2 and train["first_epoch_s"] > 0
+    assert r["predict"]["cnn_custom@32"]["one_ms"] > 0
+    assert r["finished"] >= r["started"]
+
+
+def test_gpu_section_sets_each_rate_beside_the_cpu_one():
+    g = {
+        "device": "gpu:Test",
+        "train": {
+            "cnn_custom@128/b32": {"img_s": 120.0, "first_epoch_s": 2.0},
+            "cnn_custom@224/b128": {"img_s": 50.0, "first_epoch_s": 3.0},
+        },
+        "predict": {"cnn_custom@128": {"one_ms": 2.5, "batch64_img_s": 1000.0}},
+    }
+    cpu = {"cnn_custom@128": {"epoch_img_s": 10.0}, "cnn_custom@224": {"epoch_img_s": 2.0}}
+    text = "\n".join(report.gpu_markdown(g, cpu))
+    assert "| cnn_custom | 128 px / 32 | 120.0 | 2.0 | 10.0 | 12x |" in text
+    # the CPU suite never ran batch 128: no ratio is made up for it
+    assert "| cnn_custom | 224 px / 128 | 50.0 | 3.0 | n/a | n/a |" in text
+    assert "| cnn_custom@128 | 2.50 | 1,000 |" in text
+    assert "gpu:Test" in report.markdown({}, g)
