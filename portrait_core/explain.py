@@ -98,8 +98,14 @@ class Explainer:
         return self._gradcam
 
     def _gradcam_maps(self, batch: np.ndarray, classes: dict[str, int], wanted: list[str]):
+        from tf_keras_vis.utils import normalize
+
+        return normalize(self._gradcam_raw(batch, classes, wanted))
+
+    def _gradcam_raw(self, batch: np.ndarray, classes: dict[str, int], wanted: list[str]):
+        """Grad-CAM zoomed to the picture, before tf-keras-vis' per-picture normalisation."""
         from scipy.ndimage import zoom
-        from tf_keras_vis.utils import normalize, zoom_factor
+        from tf_keras_vis.utils import zoom_factor
 
         masks = []
         for head, n_classes in zip(self.heads, (int(o.shape[-1]) for o in self.model.outputs)):
@@ -109,7 +115,7 @@ class Explainer:
                     mask[i, classes[head]] = 1.0
             masks.append(mask)
         cam = self._compiled_gradcam()(batch, masks).numpy()
-        return normalize(zoom(cam, zoom_factor(cam.shape, batch.shape), order=1))
+        return zoom(cam, zoom_factor(cam.shape, batch.shape), order=1)
 
     def heatmaps(
         self, square: np.ndarray, classes: dict[str, int], method: str = "gradcam"
@@ -123,6 +129,15 @@ class Explainer:
         if not wanted:
             return {}
         batch = np.repeat(square[None].astype(np.float32), len(wanted), axis=0)
+        if method == "gradcam":
+            maps = self._gradcam_maps(batch, classes, wanted)
+        else:
+            maps = self._tf_keras_vis_maps(method, batch, classes, wanted)
+        maps = np.asarray(maps, dtype=np.float32).reshape(len(wanted), *square.shape[:2])
+        return {h: _unit_range(m) for h, m in zip(wanted, maps)}
+
+    def _tf_keras_vis_maps(self, method: str, batch, classes: dict[str, int], wanted: list[str]):
+        """gradcam++, scorecam, saliency: one batched tf-keras-vis call, picture i for head i."""
         scores = []
         for head in self.heads:  # tf-keras-vis takes one score per model output, in order
             if head in classes:
@@ -130,19 +145,12 @@ class Explainer:
                 scores.append(_masked_score(classes[head], mask))
             else:
                 scores.append(_inactive)
-        if method == "gradcam":
-            maps = self._gradcam_maps(batch, classes, wanted)
-            maps = np.asarray(maps, dtype=np.float32).reshape(len(wanted), *square.shape[:2])
-            return {h: _unit_range(m) for h, m in zip(wanted, maps)}
         tool = self._tool(method)
         if method == "saliency":
-            maps = tool(scores, batch, smooth_samples=0, keepdims=False)
-        elif method == "scorecam":
-            maps = tool(scores, batch, penultimate_layer=self.cam_layer, max_N=SCORECAM_MAX_N)
-        else:
-            maps = tool(scores, batch, penultimate_layer=self.cam_layer)
-        maps = np.asarray(maps, dtype=np.float32).reshape(len(wanted), *square.shape[:2])
-        return {h: _unit_range(m) for h, m in zip(wanted, maps)}
+            return tool(scores, batch, smooth_samples=0, keepdims=False)
+        if method == "scorecam":
+            return tool(scores, batch, penultimate_layer=self.cam_layer, max_N=SCORECAM_MAX_N)
+        return tool(scores, batch, penultimate_layer=self.cam_layer)
 
 
 def _masked_score(class_index: int, mask: np.ndarray):

@@ -89,7 +89,7 @@ def test_dataset_page_shows_counts_charts_and_warnings(small_set, use_data):
     shown = sum(array(t["y"]).sum() for t in bars[0]["data"])
     assert shown == sum(stats["counts"][ATTRIBUTE_KEYS[0]].values())
 
-    # the unbalanced hairstyle classes (sports 2.5 %, balding 0.5 %) are flagged
+    # the unbalanced hairstyle classes (sports 2.5 %, balding 2 %) are flagged
     hair = stats["counts"]["hairstyle"]
     expected = support.minority_warnings(hair)
     assert expected, "the fixture should have a rare hairstyle class"

@@ -23,11 +23,7 @@ BARS = {
     "age": ("balanced_accuracy", 0.90),
     "hairstyle": ("balanced_accuracy", 0.90),
 }
-# The shipped model's test split holds 2 balding pictures (the study's 0.5 % share), one of them
-# missed: hairstyle balanced accuracy 0.898 there, a known miss (see the model card). Its other
-# bars are met on the split and checked here as they stand.
-MET_ON_SPLIT = ("gender", "face_shape", "age")
-FRESH_N = 2000  # fresh pictures in the study's proportions: about 10 balding ones
+FRESH_N = 2000  # fresh pictures in the default proportions: about 40 balding ones
 FRESH_MARGIN = 0.02  # a fresh sample may fall this far under a bar by chance, no further
 
 
@@ -35,11 +31,14 @@ def test_the_recorded_test_metrics_meet_the_bars():
     metrics = json.loads((DEFAULT_MODEL / "metrics.json").read_text())["attributes"]
     config = json.loads((DEFAULT_MODEL / "config.json").read_text())
     assert config["attributes"] == list(ATTRIBUTE_KEYS)
-    for attr in MET_ON_SPLIT:
-        metric, bar = BARS[attr]
+    for attr, (metric, bar) in BARS.items():
         assert metrics[attr][metric] >= bar, (attr, metric, metrics[attr][metric])
         assert metrics[attr]["n"] >= 450  # measured on a real test split, not a handful
-    assert metrics["hairstyle"]["accuracy"] >= 0.95
+    # every class is in the split often enough for its recall (and so the balanced accuracy)
+    # to mean something: one picture moves a class's recall by 0.1 at most
+    for attr in ATTRIBUTE_KEYS:
+        support = {c: r["support"] for c, r in metrics[attr]["per_class"].items()}
+        assert min(support.values()) >= 10, (attr, support)
 
 
 @pytest.fixture(scope="module")

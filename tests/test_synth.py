@@ -169,11 +169,12 @@ def _shares(labels: list[dict], key: str) -> np.ndarray:
 def test_default_frequencies_follow_the_study():
     labels = sample_labels(3000, seed=0)
     hair = dict(zip(ATTRIBUTES["hairstyle"].classes, _shares(labels, "hairstyle")))
-    assert hair["straight"] == pytest.approx(0.55, abs=0.035)
+    assert hair["straight"] == pytest.approx(0.535, abs=0.035)
     assert hair["curly"] == pytest.approx(0.30, abs=0.03)
     assert hair["wavy"] == pytest.approx(0.12, abs=0.02)
     assert hair["sports"] == pytest.approx(0.025, abs=0.012)
-    assert 0 < hair["balding"] < 0.013  # 0.5 %: rare but present
+    # 2 %, not the study's 0.5 % (too few to learn or measure; see DEFAULT_P): rare but present
+    assert hair["balding"] == pytest.approx(0.02, abs=0.008)
     assert _shares(labels, "gender") == pytest.approx([0.5, 0.5], abs=0.035)
     assert _shares(labels, "age") == pytest.approx([0.2] * 5, abs=0.03)
     assert _shares(labels, "face_shape") == pytest.approx([1 / 6] * 6, abs=0.03)
@@ -190,7 +191,7 @@ def test_default_probabilities_sum_to_one_in_schema_order():
     for key, p in DEFAULT_P.items():
         assert len(p) == ATTRIBUTES[key].n_classes
         assert sum(p) == pytest.approx(1.0)
-    assert DEFAULT_P["hairstyle"][ATTRIBUTES["hairstyle"].index("straight")] == 0.55
+    assert DEFAULT_P["hairstyle"][ATTRIBUTES["hairstyle"].index("straight")] == 0.535
 
 
 def test_ages_are_integers_covering_every_band():

@@ -6,6 +6,7 @@ import json
 import time
 
 import keras
+import numpy as np
 import pytest
 
 from portrait_core.schema import SCHEMA_VERSION
@@ -146,3 +147,11 @@ def test_publish_writes_a_model_folder_with_a_card(trained_run, tmp_path):
     augment = "on" if trained_run.config["train"]["augment"] else "off"
     assert f"augmentation {augment}" in card
     assert f"--n {trained_run.config['data']['n_images']} " in card
+    # the published model is the run's best, without the optimizer's slots
+    published = keras.models.load_model(dest / "model.keras", safe_mode=True)
+    trained = keras.models.load_model(trained_run.model_file, safe_mode=True)
+    assert getattr(published, "optimizer", None) is None and trained.optimizer is not None
+    assert (dest / "model.keras").stat().st_size < trained_run.model_file.stat().st_size
+    x = np.random.default_rng(0).uniform(0, 255, (2, *published.input_shape[1:])).astype("float32")
+    for attr, probs in published.predict(x, verbose=0).items():
+        np.testing.assert_allclose(probs, trained.predict(x, verbose=0)[attr], atol=1e-6)

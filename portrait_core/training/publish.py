@@ -90,6 +90,16 @@ def model_card(run: Run) -> str:
     )
 
 
+def _save_for_prediction(source: Path, target: Path) -> None:
+    """The model without its optimizer: Adam's two slots per weight would triple the file."""
+    import keras
+
+    import portrait_core.models.layers  # noqa: F401  (registers the saved model's own layers)
+    import portrait_core.training.metrics  # noqa: F401
+
+    keras.models.load_model(source, safe_mode=True, compile=False).save(target)
+
+
 def publish(run: Run, dest: str | Path) -> Path:
     """Copy a run's files into `dest` (replacing it whole, atomically enough: temp then rename)."""
     if run.metrics is None or not run.model_file.exists():
@@ -99,7 +109,9 @@ def publish(run: Run, dest: str | Path) -> Path:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     for name in FILES:
-        if (run.path / name).exists():
+        if name == "model.keras":
+            _save_for_prediction(run.model_file, tmp / name)
+        elif (run.path / name).exists():
             shutil.copy2(run.path / name, tmp / name)
     (tmp / "MODEL_CARD.md").write_text(model_card(run))
     size = sum(p.stat().st_size for p in tmp.iterdir())
