@@ -111,6 +111,12 @@ def markdown(results: dict, gpu: dict | None = None) -> str:
                     f"({_check(d['predict_ms'] < 50)}), predict + explain under 300 ms "
                     f"({_check(d['predict_explain_ms'] < 300)}).",
                 ]
+            h = entry["predict"].get("default, Predict's default method")
+            if h:
+                lines.append(
+                    f"With {h['method']}, the Predict page's default method: predict + explain "
+                    f"{_f(h['predict_explain_ms'])} ms ({_check(h['predict_explain_ms'] < 300)})."
+                )
         if "pipeline" in entry:
             p = entry["pipeline"]
             lines += [

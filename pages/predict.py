@@ -9,7 +9,7 @@ import streamlit as st
 
 from pages.common import choose_dataset
 from pages.model_cache import model_version, predictor_for
-from portrait_core.explain import METHODS, overlay
+from portrait_core.explain import METHOD_HELP, METHODS, empty_map_note, overlay
 from portrait_core.images import BadImage, open_rgb
 from portrait_core.leaderboard import best_runs, default_choice, leaderboard, model_folders
 from portrait_core.schema import ATTRIBUTE_KEYS, ATTRIBUTES
@@ -36,7 +36,7 @@ with st.sidebar:
         chosen[attr] = st.selectbox(
             ATTRIBUTES[attr].title, options, index=options.index(default), key=f"model_{attr}"
         )
-    method = st.selectbox("Explanation", METHODS, key="method")
+    method = st.selectbox("Explanation", METHODS, key="method", help=METHOD_HELP)
     opacity = st.slider("Heat-map opacity", 0.0, 1.0, 0.5, 0.05, key="opacity")
 
 uploads = st.file_uploader(
@@ -77,7 +77,7 @@ for name, photo in photos:
     by_model: dict[str, list[str]] = {}
     for attr, label in chosen.items():
         by_model.setdefault(folders[label]["path"], []).append(attr)
-    results, maps, notes = {}, {}, []
+    results, maps, used, notes = {}, {}, {}, []
     for path, attrs in by_model.items():
         try:
             with st.spinner("Loading the model…"):
@@ -94,7 +94,7 @@ for name, photo in photos:
             st.error(f"The model in {path} could not be used: {exc}")
             continue
         for attr in attrs:
-            results[attr], maps[attr] = predicted[attr], heat[attr]
+            results[attr], maps[attr], used[attr] = predicted[attr], heat[attr], use
     for note in notes:
         st.caption(note)
     left, right = st.columns([1, 3])
@@ -109,6 +109,9 @@ for name, photo in photos:
             st.plotly_chart(probability_chart(attr, r["probs"]), key=f"chart_{name}_{attr}")
             st.image(
                 overlay(photo, maps[attr], opacity),
-                caption=f"{method} for {attr}",
+                caption=f"{used[attr]} for {attr}",
                 use_container_width=True,
             )
+            empty = empty_map_note(used[attr], ATTRIBUTES[attr].title, r["label"], maps[attr])
+            if empty:
+                st.caption(empty)

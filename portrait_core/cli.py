@@ -23,6 +23,7 @@ import sys
 from pathlib import Path
 
 from portrait_core.images import BadImage
+from portrait_core.models.catalog import CAM_METHODS
 
 EXIT_BAD_INPUT = 2
 
@@ -243,7 +244,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("predict", help="label photos (and explain them)")
     p.add_argument("images", nargs="+")
     p.add_argument("--model", default="default", help="run id, run folder or model folder")
-    p.add_argument("--explain", choices=("gradcam", "gradcam++", "scorecam", "saliency"))
+    p.add_argument(
+        "--explain", choices=CAM_METHODS, help="hirescam, gradcam, ... (saliency for MLPs)"
+    )
     p.add_argument("--out", help="folder for overlay PNGs")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_predict)

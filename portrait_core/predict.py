@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from portrait_core.explain import Explainer, check_method, crop_to_photo
+from portrait_core.explain import METHODS, Explainer, check_method, crop_to_photo
 from portrait_core.images import as_rgb, letterbox
 from portrait_core.paths import PROJECT, RUNS
 from portrait_core.schema import ATTRIBUTES, SCHEMA_VERSION
@@ -76,7 +76,8 @@ class Predictor:
 
     @property
     def explain_methods(self) -> list[str]:
-        return list(self.config["model"].get("explain_methods", ["saliency"]))
+        # from the CAM layer, not the list the run stored: older runs predate HiResCAM
+        return list(METHODS) if self.cam_layer else ["saliency"]
 
     def square(self, photo: Image.Image) -> np.ndarray:
         return letterbox(photo, self.image_size)

@@ -11,7 +11,7 @@ from PIL import Image
 
 from portrait_core import load_predictor
 from portrait_core.cli import main
-from portrait_core.explain import Explainer, crop_to_photo, overlay
+from portrait_core.explain import Explainer, crop_to_photo, empty_map_note, overlay
 from portrait_core.images import BadImage
 from portrait_core.models import create_model, get_spec, model_names
 from portrait_core.schema import ATTRIBUTE_KEYS, ATTRIBUTES
@@ -119,7 +119,7 @@ def test_compiled_gradcam_equals_tf_keras_vis(predictor, face):
     explainer = Explainer(predictor.model, predictor.cam_layer, predictor.model_name)
     heads = explainer.heads
     batch = np.repeat(square[None], len(heads), axis=0)
-    ours = explainer._gradcam_raw(batch, classes, heads)
+    ours = explainer._cam_raw(batch, classes, heads, "gradcam")
     tool = explainer._tool("gradcam")
     for i, head in enumerate(heads):  # tf-keras-vis, one head at a time
         scores = [
@@ -141,6 +141,37 @@ def test_compiled_gradcam_equals_tf_keras_vis(predictor, face):
             np.testing.assert_allclose(maps[head], expected, atol=1e-4, err_msg=head)
     # real maps, not constants (a class the model did not choose may have no positive evidence)
     assert all(ours[i].std() > 0 for i, h in enumerate(heads) if h != "gender"), ours
+
+
+def test_hirescam_is_gradient_times_activation_at_each_place():
+    """On a conv -> flatten -> dense head, HiResCAM is the head's logit split by place:
+    ReLU(sum over channels of weight x activation), the weights read straight off the model."""
+    import keras
+
+    inputs = keras.Input((6, 6, 3), name="image")
+    conv = keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="conv")(inputs)
+    flat = keras.layers.Flatten()(conv)
+    out = keras.layers.Dense(2, activation="softmax", name="gender")(flat)
+    model = keras.Model(inputs, {"gender": out})
+    x = np.random.default_rng(3).uniform(0, 255, (6, 6, 3)).astype(np.float32)
+    explainer = Explainer(model, "conv", "tiny")
+    act = keras.Model(inputs, conv)(x[None]).numpy()[0]  # 6 x 6 x 4
+    kernel = model.get_layer("gender").kernel.numpy().reshape(6, 6, 4, 2)
+    for k in (0, 1):
+        expected = np.maximum((act * kernel[..., k]).sum(axis=-1), 0.0)
+        ours = explainer._cam_raw(x[None], {"gender": k}, ["gender"], "hirescam")[0]
+        np.testing.assert_allclose(ours, expected, rtol=1e-4, atol=1e-4 * expected.max())
+        # the public map is the same, scaled to [0, 1]
+        public = explainer.heatmaps(x, {"gender": k}, "hirescam")["gender"]
+        if expected.max() > 0:
+            np.testing.assert_allclose(public, expected / expected.max(), atol=1e-4)
+
+
+def test_an_empty_map_gets_a_note_naming_the_method_and_label():
+    assert empty_map_note("hirescam", "Gender", "female", np.full((4, 4), 0.2)) is None
+    note = empty_map_note("gradcam", "Face shape", "oval", np.zeros((4, 4), np.float32))
+    assert "gradcam" in note and "'oval'" in note and "Face shape" in note
+    assert "hirescam" in note
 
 
 def test_cam_on_the_mlp_is_refused_naming_saliency():

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-CAM_METHODS = ("gradcam", "gradcam++", "scorecam", "saliency")
+# Explanation methods, the default first. HiResCAM leads: on heads that read a flattened
+# feature map (the default cnn_custom) Grad-CAM's averaged gradients often cancel to an empty map
+# (portrait_core/explain.py says how often).
+CAM_METHODS = ("hirescam", "gradcam", "gradcam++", "scorecam", "saliency")
 
 
 @dataclass(frozen=True)
