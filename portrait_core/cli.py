@@ -220,7 +220,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float)
     p.add_argument("--unfreeze", type=int, help="resnet50: train only the last N layers")
     p.add_argument("--weights", help="resnet50: imagenet, none, or a weights file")
-    p.add_argument("--pooling", choices=("flatten", "gap"), help="cnn_custom / resnet50 head")
+    p.add_argument(
+        "--pooling", choices=("flatten", "pool_flatten", "gap"), help="cnn_custom / resnet50 head"
+    )
     p.add_argument("--balance", help="oversample one attribute's classes: ATTR or ATTR:COUNT")
     p.add_argument("--no-augment", action="store_true")
     p.add_argument("--no-class-weights", action="store_true")

@@ -53,7 +53,13 @@ def open_rgb(source: str | Path | bytes | BinaryIO, name: str | None = None) -> 
         raise BadImage(f"{label} does not exist") from exc
     except UnidentifiedImageError as exc:
         raise BadImage(f"{label} is not an image PIL can read (png, jpg, webp, bmp)") from exc
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
+        # Pillow's own guard (about 89 megapixels) fires in Image.open, before ours can
+        raise BadImage(
+            f"{label} is too large: more than the limit of {MAX_PIXELS // 1_000_000} "
+            f"megapixels ({exc})"
+        ) from exc
+    except (OSError, SyntaxError, ValueError) as exc:
         raise BadImage(f"{label} is damaged or truncated ({exc})") from exc
 
 

@@ -93,6 +93,14 @@ def test_pixel_limit(monkeypatch):
         open_rgb(png_bytes(Image.new("RGB", (20, 20))), name="big.png")
 
 
+@pytest.mark.parametrize("side", [40, 50])  # Pillow warns past its limit, refuses past twice it
+def test_pillows_own_pixel_guard_is_reported_as_the_pixel_limit(monkeypatch, side):
+    """Pillow checks its limit (about 89 megapixels) inside Image.open, before ours."""
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    with pytest.raises(BadImage, match="too large: more than the limit of 50 megapixels"):
+        open_rgb(png_bytes(Image.new("RGB", (side, side))), name="huge.png")
+
+
 def test_missing_file(tmp_path):
     with pytest.raises(BadImage, match="does not exist"):
         open_rgb(tmp_path / "nope.png")

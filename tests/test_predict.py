@@ -48,6 +48,8 @@ def test_every_image_mode_is_accepted(predictor, face, mode):
     fmt = "JPEG" if mode == "CMYK" else "PNG"
     result = predictor.predict(encode(img, fmt))
     assert set(result) == set(ATTRIBUTE_KEYS)
+    maps = predictor.explain(encode(img, fmt), method="hirescam")
+    assert all(m.shape == (face.height, face.width) for m in maps.values())
 
 
 def test_prediction_equals_training_preprocessing(predictor, face):
@@ -71,6 +73,20 @@ def test_prediction_equals_training_preprocessing(predictor, face):
 def test_bad_files_are_rejected_with_a_named_problem(predictor, data, message):
     with pytest.raises(BadImage, match=message):
         predictor.predict(data)
+    with pytest.raises(BadImage, match=message):
+        predictor.explain(data, method="hirescam")
+
+
+def test_prediction_sees_the_pixels_and_mean_image_training_saw(
+    predictor, trained_run, synthetic_small
+):
+    from portrait_core.images import load_letterboxed
+
+    path = synthetic_small / "3.png"
+    trained = load_letterboxed(str(path), predictor.image_size)  # what the pipeline decodes
+    np.testing.assert_array_equal(predictor.square(Image.open(path)), trained)
+    stored = predictor.model.get_layer("zero_centre").mean_image.numpy()
+    np.testing.assert_array_equal(stored, np.load(trained_run.path / "mean_image.npy"))
 
 
 def test_truncated_image_is_rejected(predictor, face):
@@ -215,6 +231,13 @@ def test_cli_exit_codes_for_bad_input(trained_run, tmp_path, capsys):
     assert main(["predict", str(text), "--model", str(trained_run.path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "not an image" in err[0] and "Traceback" not in err[0]
+    huge = tmp_path / "huge.png"  # past Pillow's own guard, lowered here to 1,000 pixels
+    Image.new("RGB", (40, 40)).save(huge)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+        assert main(["predict", str(huge), "--model", str(trained_run.path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "too large" in err[0], err
     assert main(["predict", str(text), "--model", str(tmp_path / "nothing")]) == 2
     assert "no model folder" in capsys.readouterr().err
     assert main(["stats", str(tmp_path / "missing")]) == 2

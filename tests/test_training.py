@@ -155,3 +155,103 @@ def test_publish_writes_a_model_folder_with_a_card(trained_run, tmp_path):
     x = np.random.default_rng(0).uniform(0, 255, (2, *published.input_shape[1:])).astype("float32")
     for attr, probs in published.predict(x, verbose=0).items():
         np.testing.assert_allclose(probs, trained.predict(x, verbose=0)[attr], atol=1e-6)
+
+
+def test_sigterm_before_training_starts_cancels_the_run(synthetic_small, tmp_path, monkeypatch):
+    """SIGTERM while the data is being prepared (outside fit) still ends the run cleanly."""
+    import os
+    import signal
+
+    from portrait_core.training import train
+
+    def slow_preparation(config):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)  # the handler interrupts this
+        raise AssertionError("SIGTERM was not handled")
+
+    monkeypatch.setattr(train, "prepare_data", slow_preparation)
+    before = signal.getsignal(signal.SIGTERM)
+    config = make_config(
+        str(synthetic_small), "cnn_custom", image_size=48, epochs=1, out=str(tmp_path)
+    )
+    started = time.time()
+    run = run_training(config)
+    assert time.time() - started < 4
+    assert run.status["state"] == "cancelled"
+    assert not run.model_file.exists() and run.metrics is None
+    assert signal.getsignal(signal.SIGTERM) is before  # the caller's handler is back
+
+
+def test_evaluate_command_on_the_runs_split_and_on_another_data_set(
+    trained_run, synthetic_small, tmp_path, capsys
+):
+    from portrait_core.cli import main
+    from portrait_core.synth import generate
+
+    runs = str(trained_run.path.parent)
+    assert main(["evaluate", trained_run.id, "--out", runs]) == 0
+    own = json.loads(capsys.readouterr().out)
+    assert own["split"] == "test"
+    recorded = trained_run.metrics
+    for attr, m in own["attributes"].items():  # the same best model on the same split
+        assert m["accuracy"] == pytest.approx(recorded["attributes"][attr]["accuracy"])
+        assert m["n"] == recorded["attributes"][attr]["n"]
+    assert own["train_seconds"] == recorded["train_seconds"] and own["params"] > 0
+    assert own["ms_per_image"] > 0
+
+    other = tmp_path / "other"
+    generate(other, 40, seed=99, size=48, progress=False, workers=1)
+    assert main(["evaluate", trained_run.id, "--out", runs, "--data", str(other)]) == 0
+    theirs = json.loads(capsys.readouterr().out)
+    assert theirs["split"] == "all" and theirs["data"] == str(other.resolve())
+    gender = theirs["attributes"]["gender"]
+    assert sum(map(sum, gender["confusion_matrix"])) == gender["n"] >= 30
+    assert main(["evaluate", "no-such-run", "--out", runs]) == 2
+
+
+def test_train_command_line_flags_reach_the_run(synthetic_small, tmp_path, capsys):
+    """The study's one-model-per-attribute set-up, trained from the command line."""
+    from portrait_core.cli import main
+
+    argv = [
+        "train", "--data", str(synthetic_small), "--model", "cnn_custom",
+        "--attributes", "hairstyle", "--image-size", "40", "--epochs", "2", "--batch-size", "8",
+        "--lr", "0.002", "--pooling", "gap", "--balance", "hairstyle:12", "--no-augment",
+        "--no-class-weights", "--seed", "5", "--max-steps", "3", "--out", str(tmp_path),
+    ]  # fmt: skip
+    assert main(argv) == 0
+    assert "completed" in capsys.readouterr().err
+    (run,) = RunStore(tmp_path).list()
+    train = run.config["train"]
+    assert train["attributes"] == ["hairstyle"] and train["model"] == "cnn_custom"
+    assert (train["image_size"], train["epochs"], train["batch_size"]) == (40, 2, 8)
+    assert train["lr"] == 0.002 and train["seed"] == 5 and train["max_steps_per_epoch"] == 3
+    assert train["options"]["pooling"] == "gap" and train["balance"] == "hairstyle:12"
+    assert train["augment"] is False and train["class_weights"] is False
+    assert run.config["preprocessing"]["image_size"] == 40
+    assert list(run.metrics["attributes"]) == ["hairstyle"] and len(run.history) == 2
+    assert [h["epoch"] for h in run.history] == [1, 2]
+    model = keras.models.load_model(run.model_file, safe_mode=True)
+    assert model.output_names == ["hairstyle"] and model.input_shape[1:] == (40, 40, 3)
+
+
+def test_resnet50_without_imagenet_weights_fails_before_loading_data(
+    synthetic_small, tmp_path, monkeypatch, capsys
+):
+    import portrait_core.models.resnet50 as r
+    from portrait_core.cli import main
+    from portrait_core.training import train
+
+    monkeypatch.setattr(r, "keras_cache_file", lambda: tmp_path / r.WEIGHTS_FILE)
+    monkeypatch.setattr(r, "_host_reachable", lambda: False)
+
+    def no_data(config):
+        raise AssertionError("the data were loaded before the weights were checked")
+
+    monkeypatch.setattr(train, "prepare_data", no_data)
+    argv = ["train", "--data", str(synthetic_small), "--model", "resnet50", "--out", str(tmp_path)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--weights none" in err[0] and "Traceback" not in err[0], err
+    (run,) = RunStore(tmp_path).list()
+    assert run.status["state"] == "failed" and "ImageNet weights" in run.status["error"]

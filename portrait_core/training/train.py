@@ -97,11 +97,21 @@ def run_training(config: TrainConfig, run: Run | None = None) -> Run:
     """
     run = run or RunStore(config.out).create(config.model, config.attributes)
     import os
+    import signal
 
     run.set_status(
         state="running", pid=os.getpid(), started=time.time(), epoch=0, batch=0, error=None
     )
     pipeline = None
+    previous = None
+
+    def cancel(signum, frame):  # outside fit (data preparation, evaluation): stop right away
+        raise RunCancelled()
+
+    try:  # inside fit, GracefulStop takes SIGTERM over and lets the current batch end
+        previous = signal.signal(signal.SIGTERM, cancel)
+    except ValueError:  # not the main thread (e.g. a test): the STOP file still works
+        previous = None
     try:
         if run.stop_requested:
             raise RunCancelled()
@@ -120,6 +130,8 @@ def run_training(config: TrainConfig, run: Run | None = None) -> Run:
         )
         raise
     finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
         if pipeline is not None:
             pipeline.close()
 
@@ -134,6 +146,10 @@ def _train(config: TrainConfig, run: Run):
     from portrait_core.training.metrics import losses_and_metrics
     from portrait_core.training.runs import write_json_atomic
 
+    if config.model == "resnet50":  # no ImageNet weights to be had: say so before loading data
+        from portrait_core.models.resnet50 import resolve_weights
+
+        resolve_weights(config.options.get("weights", "imagenet"))
     dataset, parts, split_path = prepare_data(config)
     spec = get_spec(config.model)
     balance = config.balance_target()
@@ -255,6 +271,12 @@ def evaluate_run(
     )
     model = keras.models.load_model(run.model_file, safe_mode=True)
     metrics = evaluate_model(model, pipeline.eval_dataset("test"), evaluated.codes, train_codes)
-    metrics.update(split=split, data=str(Path(data or config.data).resolve()))
+    trained = run.metrics or {}
+    metrics.update(
+        split=split,
+        data=str(Path(data or config.data).resolve()),
+        train_seconds=trained.get("train_seconds"),
+        best_epoch=trained.get("best_epoch"),
+    )
     pipeline.close()
     return metrics
