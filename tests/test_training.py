@@ -38,6 +38,8 @@ def test_a_run_folder_describes_itself(trained_run):
         and sum(config["data"]["split_sizes"].values()) == config["data"]["n_images"]
     )
     assert TrainConfig.from_dict(config["train"]).model == "cnn_custom"  # reproducible from it
+    split = (trained_run.path / config["data"]["split_copy"]).read_text().splitlines()
+    assert split[0] == "path,split" and len(split) - 1 == config["data"]["n_images"]
     history = trained_run.history
     assert [h["epoch"] for h in history] == [1, 2]
     assert {"loss", "val_loss", "gender_accuracy", "val_hairstyle_loss", "learning_rate"} <= set(

@@ -6,6 +6,7 @@ train` process, so a closed tab never kills a run).
 
 from __future__ import annotations
 
+import shutil
 import time
 import traceback
 from pathlib import Path
@@ -77,6 +78,7 @@ def _describe_run(config, run, dataset, parts, split_path, model, spec) -> dict:
                 "skipped": dict(dataset.report.skipped),
             },
             "split_file": str(split_path),
+            "split_copy": "split.csv",  # the same split, kept with the run
             "split_sizes": {k: len(v) for k, v in parts.items()},
         },
         "model": {
@@ -151,6 +153,7 @@ def _train(config: TrainConfig, run: Run):
 
         resolve_weights(config.options.get("weights", "imagenet"))
     dataset, parts, split_path = prepare_data(config)
+    shutil.copy2(split_path, run.path / "split.csv")  # the run describes itself without the data
     spec = get_spec(config.model)
     balance = config.balance_target()
     if balance and balance[1] is None:
