@@ -99,13 +99,12 @@ def build(
     base = keras.applications.ResNet50(include_top=False, weights=None, input_tensor=x)
     if source is not None:
         _copy_weights(source, base, image_size)
-    base_layers = [layer for layer in base.layers if layer.weights]
     if unfreeze < 0:
         raise ValueError(f"unfreeze must be 0 or more, not {unfreeze}")
-    if source is not None:  # with random weights the whole network must learn
+    # With random weights --unfreeze does not apply: frozen random layers would learn nothing.
+    if source is not None:
         for layer in base.layers[: len(base.layers) - unfreeze] if unfreeze else base.layers:
             layer.trainable = False  # a frozen BatchNormalization also runs in inference mode
-    del base_layers
     features = base.output
     features = (
         layers.Flatten(name="flatten")(features)
