@@ -111,6 +111,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             options=options,
             augment=False if args.no_augment else None,
             class_weights=False if args.no_class_weights else None,
+            distribute=args.distribute,
         )
         run = None
     run = run_training(config, run)
@@ -228,6 +229,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-class-weights", action="store_true")
     p.add_argument("--seed", type=int)
     p.add_argument("--max-steps", type=_positive_int, help="cap steps per epoch (quick trials)")
+    p.add_argument(
+        "--distribute",
+        choices=("none", "mirrored"),
+        help="mirrored: one model copy per local GPU (TensorFlow's MirroredStrategy)",
+    )
     p.add_argument("--out", default=str(RUNS), help="folder for run folders")
     p.add_argument("--from-run", help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_train)

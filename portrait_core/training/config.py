@@ -14,6 +14,8 @@ from pathlib import Path
 from portrait_core.paths import RUNS
 from portrait_core.schema import ATTRIBUTE_KEYS, parse_attributes
 
+DISTRIBUTE = ("none", "mirrored")
+
 
 @dataclass
 class TrainConfig:
@@ -41,6 +43,9 @@ class TrainConfig:
     seed: int = 0  # split, shuffling, augmentation and weight initialisation
     split: tuple[float, float, float] = (0.70, 0.15, 0.15)
     max_steps_per_epoch: int | None = None  # cap for quick trials and tests; None = whole split
+    # "none", or "mirrored": TensorFlow's MirroredStrategy, one model copy per local GPU (the
+    # batch is split between them; batch_size is the global batch)
+    distribute: str = "none"
     out: str = str(RUNS)  # where run folders go
 
     def __post_init__(self) -> None:
@@ -56,6 +61,10 @@ class TrainConfig:
             raise ValueError(f"preset must be 'default' or 'study', not {self.preset!r}")
         if self.balance:
             self.balance_target()  # validates
+        if self.distribute not in DISTRIBUTE:
+            raise ValueError(
+                f"distribute must be one of {', '.join(DISTRIBUTE)}, not {self.distribute!r}"
+            )
 
     def balance_target(self) -> tuple[str, int | None] | None:
         """'hairstyle:2000' -> ('hairstyle', 2000); 'hairstyle' -> ('hairstyle', None = largest class)."""
@@ -115,6 +124,7 @@ _TYPES = {
     "seed": int,
     "split": (list, tuple),
     "max_steps_per_epoch": int,
+    "distribute": str,
     "out": str,
 }
 

@@ -43,7 +43,7 @@ def prepare_data(config: TrainConfig):
     return dataset, parts, split_path
 
 
-def _describe_run(config, run, dataset, parts, split_path, model, spec) -> dict:
+def _describe_run(config, run, dataset, parts, split_path, model, spec, replicas=1) -> dict:
     import keras
     import tensorflow as tf
 
@@ -89,6 +89,7 @@ def _describe_run(config, run, dataset, parts, split_path, model, spec) -> dict:
             "explain_methods": list(spec.explain_methods),
         },
         "versions": {"tensorflow": tf.__version__, "keras": keras.__version__},
+        "distribution": {"strategy": config.distribute, "replicas": replicas},
     }
 
 
@@ -152,6 +153,11 @@ def _train(config: TrainConfig, run: Run):
         from portrait_core.models.resnet50 import resolve_weights
 
         resolve_weights(config.options.get("weights", "imagenet"))
+    from portrait_core.training.distribute import strategy_for
+
+    scope, replicas = strategy_for(config.distribute)  # before TensorFlow's runtime starts
+    if config.batch_size < replicas:
+        raise ValueError(f"batch size {config.batch_size} is smaller than the {replicas} replicas")
     dataset, parts, split_path = prepare_data(config)
     shutil.copy2(split_path, run.path / "split.csv")  # the run describes itself without the data
     spec = get_spec(config.model)
@@ -170,17 +176,19 @@ def _train(config: TrainConfig, run: Run):
         cache_dir=run.path / "cache",
     )
     keras.utils.set_random_seed(config.seed)
-    model = create_model(config.model, config.image_size, config.attributes, **config.options)
+    with scope():
+        model = create_model(config.model, config.image_size, config.attributes, **config.options)
     mean = pipeline.mean_image()
     np.save(run.path / "mean_image.npy", mean)
     model.get_layer("zero_centre").set_mean(mean)
     write_json_atomic(
         run.path / "config.json",
-        _describe_run(config, run, dataset, parts, split_path, model, spec),
+        _describe_run(config, run, dataset, parts, split_path, model, spec, replicas),
     )
 
     losses, metrics = losses_and_metrics(config.attributes)
-    model.compile(optimizer=keras.optimizers.Adam(config.lr), loss=losses, metrics=metrics)
+    with scope():
+        model.compile(optimizer=keras.optimizers.Adam(config.lr), loss=losses, metrics=metrics)
     steps = pipeline.steps_per_epoch()
     train_ds = pipeline.train_dataset()
     if config.max_steps_per_epoch:
