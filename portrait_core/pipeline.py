@@ -134,6 +134,9 @@ class InputPipeline:
     balance: tuple[str, int] | None = None  # (attribute, target count per class) to oversample
     weight_classes: bool = True
     cache_dir: Path | None = None  # where file caches go; a temp folder when None
+    # Whole training batches only (a distribution strategy splits each batch between replicas,
+    # and TensorFlow's MirroredStrategy failed here on a last batch split unevenly, 22 + 21)
+    drop_remainder: bool = False
     _cached: dict = field(default_factory=dict, repr=False)
     _tmp: str | None = field(default=None, repr=False)
     _memory_cached: int = field(default=0, repr=False)  # bytes of pictures cached in memory
@@ -230,6 +233,8 @@ class InputPipeline:
             n = sum(c for _, _, c in self._class_subsets())
         else:
             n = len(self.train)
+        if self.drop_remainder:
+            return max(1, n // self.batch_size)
         return max(1, math.ceil(n / self.batch_size))
 
     def train_dataset(self) -> tf.data.Dataset:
@@ -250,7 +255,7 @@ class InputPipeline:
             ds = self.decoded("train").shuffle(
                 buffer, seed=self.seed, reshuffle_each_iteration=True
             )
-        ds = ds.batch(self.batch_size)
+        ds = ds.batch(self.batch_size, drop_remainder=self.drop_remainder)
         if self.augment:
             layers = augmenter(self.seed)
             ds = ds.map(
@@ -261,11 +266,15 @@ class InputPipeline:
             ds = ds.map(lambda x, y, w: (tf.cast(x, tf.float32), y, w))
         return _bounded(ds.prefetch(AUTOTUNE))
 
-    def eval_dataset(self, split: str) -> tf.data.Dataset:
-        """val or test: decoded, batched, in file order, never augmented."""
+    def eval_dataset(self, split: str, whole_batches: bool = False) -> tf.data.Dataset:
+        """val or test: decoded, batched, in file order, never augmented.
+
+        whole_batches: leave out the last partial batch (validation under a distribution
+        strategy: the same few pictures every epoch, since the order is fixed).
+        """
         if split not in ("val", "test"):
             raise ValueError(f"eval_dataset takes 'val' or 'test', not {split!r}")
-        ds = self.decoded(split).batch(self.batch_size)
+        ds = self.decoded(split).batch(self.batch_size, drop_remainder=whole_batches)
         return _bounded(ds.map(lambda x, y, w: (tf.cast(x, tf.float32), y, w)).prefetch(AUTOTUNE))
 
     def close(self) -> None:

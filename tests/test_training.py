@@ -259,32 +259,48 @@ def test_resnet50_without_imagenet_weights_fails_before_loading_data(
     assert run.status["state"] == "failed" and "ImageNet weights" in run.status["error"]
 
 
-def test_mirrored_training_runs_one_model_copy_per_device(synthetic_small, tmp_path):
+def test_mirrored_training_runs_one_model_copy_per_device(tmp_path):
     """--distribute mirrored through TensorFlow's MirroredStrategy, here over two logical CPUs
-    (a fresh process: TensorFlow's devices are fixed once its runtime starts)."""
+    (a fresh process: TensorFlow's devices are fixed once its runtime starts). 72 pictures split
+    51 / 11 / 10: batches of 8 leave a partial last batch in training and in validation, which
+    MirroredStrategy split unevenly and failed on until whole batches were used."""
     import os
     import subprocess
     import sys
 
+    from portrait_core import load_predictor
     from portrait_core.paths import PROJECT
+    from portrait_core.synth import generate
     from portrait_core.training.distribute import CPU_REPLICAS_ENV
 
+    data = tmp_path / "data"
+    generate(data, 72, seed=0, size=40, progress=False, workers=1)
     argv = [
-        sys.executable, "-m", "portrait_core", "train", "--data", str(synthetic_small),
+        sys.executable, "-m", "portrait_core", "train", "--data", str(data),
         "--attributes", "gender,hairstyle", "--image-size", "40", "--epochs", "2",
-        "--batch-size", "8", "--max-steps", "3", "--distribute", "mirrored", "--out", str(tmp_path),
+        "--batch-size", "8", "--distribute", "mirrored", "--out", str(tmp_path / "runs"),
     ]  # fmt: skip
     env = {**os.environ, CPU_REPLICAS_ENV: "2", "TF_CPP_MIN_LOG_LEVEL": "3"}
     done = subprocess.run(argv, cwd=PROJECT, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
-    (run,) = RunStore(tmp_path).list()
-    assert run.config["distribution"] == {"strategy": "mirrored", "replicas": 2}
+    (run,) = RunStore(tmp_path / "runs").list()
+    assert run.config["data"]["split_sizes"] == {"train": 51, "val": 11, "test": 10}
+    assert run.config["distribution"] == {
+        "strategy": "mirrored",
+        "replicas": 2,
+        "val_pictures_used": 8,
+    }
     assert run.status["state"] == "completed" and len(run.history) == 2
-    assert all(np.isfinite(h["loss"]) for h in run.history)
-    from portrait_core import load_predictor
-
-    predicted = load_predictor(run.path).predict(synthetic_small / "1.png")
+    assert all(np.isfinite(h["loss"]) and np.isfinite(h["val_loss"]) for h in run.history)
+    assert run.metrics["attributes"]["gender"]["n"] == 10  # the test split is scored whole
+    predicted = load_predictor(run.path).predict(data / "1.png")
     assert set(predicted) == {"gender", "hairstyle"}
+
+    # a batch that cannot be split evenly between the replicas is refused, in one line
+    odd = [*argv[: argv.index("--batch-size") + 1], "7", *argv[argv.index("--batch-size") + 2 :]]
+    done = subprocess.run(odd, cwd=PROJECT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1].startswith("error: batch size 7 must be a multiple")
 
 
 def test_distribute_is_checked_before_a_run_starts(synthetic_small):

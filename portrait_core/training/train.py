@@ -89,7 +89,14 @@ def _describe_run(config, run, dataset, parts, split_path, model, spec, replicas
             "explain_methods": list(spec.explain_methods),
         },
         "versions": {"tensorflow": tf.__version__, "keras": keras.__version__},
-        "distribution": {"strategy": config.distribute, "replicas": replicas},
+        "distribution": {
+            "strategy": config.distribute,
+            "replicas": replicas,
+            # with replicas, training and validation use whole batches only
+            "val_pictures_used": len(parts["val"]) - len(parts["val"]) % config.batch_size
+            if replicas > 1
+            else len(parts["val"]),
+        },
     }
 
 
@@ -156,8 +163,10 @@ def _train(config: TrainConfig, run: Run):
     from portrait_core.training.distribute import strategy_for
 
     scope, replicas = strategy_for(config.distribute)  # before TensorFlow's runtime starts
-    if config.batch_size < replicas:
-        raise ValueError(f"batch size {config.batch_size} is smaller than the {replicas} replicas")
+    if config.batch_size % replicas:
+        raise ValueError(
+            f"batch size {config.batch_size} must be a multiple of the {replicas} replicas"
+        )
     dataset, parts, split_path = prepare_data(config)
     shutil.copy2(split_path, run.path / "split.csv")  # the run describes itself without the data
     spec = get_spec(config.model)
@@ -174,7 +183,14 @@ def _train(config: TrainConfig, run: Run):
         balance=balance,
         weight_classes=config.class_weights,
         cache_dir=run.path / "cache",
+        drop_remainder=replicas > 1,
     )
+    for split in ("train", "val") if replicas > 1 else ():
+        if len(parts[split]) < config.batch_size:
+            raise ValueError(
+                f"the {split} split has {len(parts[split])} pictures, fewer than one batch of "
+                f"{config.batch_size}: distributed training uses whole batches only"
+            )
     keras.utils.set_random_seed(config.seed)
     with scope():
         model = create_model(config.model, config.image_size, config.attributes, **config.options)
@@ -213,7 +229,7 @@ def _train(config: TrainConfig, run: Run):
     started = time.time()
     model.fit(
         train_ds,
-        validation_data=pipeline.eval_dataset("val"),
+        validation_data=pipeline.eval_dataset("val", whole_batches=replicas > 1),
         epochs=config.epochs,
         callbacks=callbacks,
         verbose=2,
