@@ -24,6 +24,7 @@ from pathlib import Path
 
 from portrait_core.images import BadImage
 from portrait_core.models.catalog import CAM_METHODS
+from portrait_core.training.config import DISTRIBUTE
 
 EXIT_BAD_INPUT = 2
 
@@ -231,7 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-steps", type=_positive_int, help="cap steps per epoch (quick trials)")
     p.add_argument(
         "--distribute",
-        choices=("none", "mirrored"),
+        choices=DISTRIBUTE,
         help="mirrored: one model copy per local GPU (TensorFlow's MirroredStrategy)",
     )
     p.add_argument("--out", default=str(RUNS), help="folder for run folders")

@@ -44,11 +44,9 @@ def resolve_model_folder(path: str | Path) -> Path:
 
 class Predictor:
     def __init__(self, folder: str | Path):
-        import keras
         import tensorflow as tf
 
-        import portrait_core.models.layers  # noqa: F401  (registers ZeroCentre for safe loading)
-        import portrait_core.training.metrics  # noqa: F401  (registers LabelledAccuracy)
+        from portrait_core.models.layers import load_saved_model
 
         self.folder = resolve_model_folder(folder)
         config = read_json(self.folder / "config.json")
@@ -63,9 +61,7 @@ class Predictor:
         self.model_name = config["model"]["name"]
         self.cam_layer = config["model"].get("cam_layer")
         self.image_size = int(config["preprocessing"]["image_size"])
-        self.model = keras.models.load_model(
-            self.folder / "model.keras", safe_mode=True, compile=False
-        )
+        self.model = load_saved_model(self.folder / "model.keras", compile=False)
         self.attributes = [a for a in ATTRIBUTES if a in self.model.output_names]
         self._explainer: Explainer | None = None
         # A compiled forward pass: for one photo, Keras' eager call costs about twice the

@@ -155,8 +155,13 @@ def test_compiled_gradcam_equals_tf_keras_vis(predictor, face):
         if raw.max() > raw.min():
             expected = (raw - raw.min()) / (raw.max() - raw.min())
             np.testing.assert_allclose(maps[head], expected, atol=1e-4, err_msg=head)
-    # real maps, not constants (a class the model did not choose may have no positive evidence)
-    assert all(ours[i].std() > 0 for i, h in enumerate(heads) if h != "gender"), ours
+    # real maps, not constants: the comparison above is not zeros against zeros. Grad-CAM's
+    # averaged gradients can cancel to an empty map even for the chosen class (this 2-epoch
+    # model's training is not bit-for-bit repeatable, and some runs gave one), so some of its
+    # heads must be real, and HiResCAM's must be for every chosen class.
+    assert any(ours[i].std() > 0 for i in range(len(heads))), ours
+    hires = explainer._cam_raw(batch, classes, heads, "hirescam")
+    assert all(hires[i].std() > 0 for i, h in enumerate(heads) if h != "gender"), hires
 
 
 def test_hirescam_is_gradient_times_activation_at_each_place():

@@ -24,3 +24,14 @@ class ZeroCentre(keras.layers.Layer):
 
     def set_mean(self, mean: np.ndarray) -> None:
         self.mean_image.assign(np.asarray(mean, dtype="float32"))
+
+
+def load_saved_model(path, compile: bool = True) -> keras.Model:
+    """A model saved by Portrait Lab, loaded with Keras safe mode on.
+
+    Registers what such a file names besides Keras' own classes: this module's layers and the
+    training metrics (portrait_core.training.metrics).
+    """
+    import portrait_core.training.metrics  # noqa: F401  (registers LabelledAccuracy)
+
+    return keras.models.load_model(path, safe_mode=True, compile=compile)

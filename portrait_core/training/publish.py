@@ -92,12 +92,9 @@ def model_card(run: Run) -> str:
 
 def _save_for_prediction(source: Path, target: Path) -> None:
     """The model without its optimizer: Adam's two slots per weight would triple the file."""
-    import keras
+    from portrait_core.models.layers import load_saved_model
 
-    import portrait_core.models.layers  # noqa: F401  (registers the saved model's own layers)
-    import portrait_core.training.metrics  # noqa: F401
-
-    keras.models.load_model(source, safe_mode=True, compile=False).save(target)
+    load_saved_model(source, compile=False).save(target)
 
 
 def publish(run: Run, dest: str | Path) -> Path:

@@ -151,6 +151,7 @@ def _train(config: TrainConfig, run: Run):
 
     from portrait_core.evaluate import evaluate_model
     from portrait_core.models import create_model, get_spec
+    from portrait_core.models.layers import load_saved_model
     from portrait_core.pipeline import InputPipeline
     from portrait_core.training.callbacks import BestModelSaver, GracefulStop, RunRecorder
     from portrait_core.training.metrics import losses_and_metrics
@@ -239,7 +240,7 @@ def _train(config: TrainConfig, run: Run):
         if stopper.requested:
             raise RunCancelled()
         model.save(run.model_file)  # val_loss never finite: keep the last model, say so below
-    best = keras.models.load_model(run.model_file, safe_mode=True)
+    best = load_saved_model(run.model_file)
     run.set_status(evaluating=True)
     metrics_out = evaluate_model(
         best, pipeline.eval_dataset("test"), parts["test"].codes, parts["train"].codes
@@ -261,13 +262,10 @@ def evaluate_run(
     run_id: str | Path, data: str | None = None, runs: str | Path | None = None
 ) -> dict:
     """Metrics of a run's best model: on its own test split, or on all of another data set."""
-    import keras
-
-    import portrait_core.models.layers  # noqa: F401
-    import portrait_core.training.metrics  # noqa: F401
     from portrait_core.data.formats import load_dataset
     from portrait_core.data.table import label_codes
     from portrait_core.evaluate import evaluate_model
+    from portrait_core.models.layers import load_saved_model
     from portrait_core.paths import RUNS
     from portrait_core.pipeline import InputPipeline, SplitData
 
@@ -296,7 +294,7 @@ def evaluate_run(
         image_size=config.image_size,
         batch_size=config.batch_size,
     )
-    model = keras.models.load_model(run.model_file, safe_mode=True)
+    model = load_saved_model(run.model_file)
     metrics = evaluate_model(model, pipeline.eval_dataset("test"), evaluated.codes, train_codes)
     trained = run.metrics or {}
     metrics.update(
