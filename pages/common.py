@@ -11,8 +11,15 @@ from pathlib import Path
 import streamlit as st
 
 from portrait_core import paths
-from portrait_core.app_support import data_version, skipped_rows, split_sizes
+from portrait_core.app_support import blank_label_rows, data_version, skipped_rows, split_sizes
 from portrait_core.data.formats import UnknownFormat, accepted_formats, load_dataset
+from portrait_core.data.roots import (
+    ROOTS_ENV,
+    PathNotAllowed,
+    allowed_roots,
+    check_allowed,
+    check_pictures_allowed,
+)
 from portrait_core.data.stats import dataset_stats
 from portrait_core.data.table import Dataset
 
@@ -65,9 +72,16 @@ _leave_pages_directory_mode()
 
 
 @st.cache_data(show_spinner="Reading the data set…", max_entries=4)
-def load_cached(path: str, version: float) -> Dataset:
-    """load_dataset(path); version (the folder's mtime) is only part of the cache key."""
-    return load_dataset(path)
+def load_cached(path: str, version: float, check_roots: bool = False) -> Dataset:
+    """load_dataset(path); version (the folder's mtime) is only part of the cache key.
+
+    check_roots: refuse (PathNotAllowed) a data set whose pictures resolve outside the allowed
+    data roots, e.g. a manifest's '../' rows or links to other folders (data/roots.py).
+    """
+    dataset = load_dataset(path)
+    if check_roots:
+        check_pictures_allowed(dataset.table["path"])
+    return dataset
 
 
 @st.cache_data(show_spinner="Counting classes per split…", max_entries=4)
@@ -103,10 +117,12 @@ def _show_error(title: str, exc: Exception, what_to_do: str) -> None:
     st.session_state[PROBLEM_KEY] = first
 
 
-def _load(path: Path) -> Dataset | None:
+def _load(path: Path, check_roots: bool) -> Dataset | None:
     """Load path with the cache; any failure becomes a message in the sidebar, never a traceback."""
     try:
-        return load_cached(str(path), data_version(path))
+        return load_cached(str(path), data_version(path), check_roots)
+    except PathNotAllowed as exc:
+        _show_error("Not a folder this app may read.", exc, "")
     except UnknownFormat as exc:
         _show_error(
             "Not a data set Portrait Lab can read.",
@@ -123,20 +139,33 @@ def _load(path: Path) -> Dataset | None:
 
 
 def _report(dataset: Dataset) -> None:
+    """The import report in the sidebar: pictures left out and labels left blank, kept apart."""
     report = dataset.report
     st.sidebar.caption(f"`{dataset.root}`")
-    st.sidebar.markdown(
-        f"**{report.n_loaded:,}** pictures loaded ({report.format})"
-        + (f", **{report.n_skipped:,}** left out or partly labelled" if report.skipped else "")
-    )
-    if report.skipped:
-        with st.sidebar.expander("Import report"):
+    headline = [f"**{report.n_loaded:,}** pictures loaded ({report.format})"]
+    if report.n_skipped:
+        headline.append(f"**{report.n_skipped:,}** left out")
+    if report.n_blank:
+        headline.append(f"**{report.n_blank:,}** labels left blank")
+    st.sidebar.markdown(", ".join(headline))
+    if report.n_skipped:
+        with st.sidebar.expander(f"Pictures left out ({report.n_skipped:,})"):
             st.caption(
-                "Whole records are left out for a missing or unreadable picture or JSON; a bad "
-                "label only leaves that label missing. A few example files per reason:"
+                "A missing or unreadable picture or labels file leaves the whole picture out. "
+                "A few example files per reason:"
             )
             for row in skipped_rows(report).itertuples():
                 st.markdown(f"- **{row.count:,}** {row.reason}")
+                if row.examples:
+                    st.caption(row.examples)
+    if report.n_blank:
+        with st.sidebar.expander(f"Labels left blank ({report.n_blank:,})"):
+            st.caption(
+                "These pictures were loaded: a bad value leaves only that label blank, and the "
+                "picture still trains the other heads. A few example files per label and reason:"
+            )
+            for row in blank_label_rows(report).itertuples():
+                st.markdown(f"- {row.attribute}: **{row.count:,}** {row.reason}")
                 if row.examples:
                     st.caption(row.examples)
 
@@ -169,14 +198,23 @@ def choose_dataset() -> Dataset | None:
             "Folder or manifest .csv",
             key="data_path",
             placeholder="/path/to/pictures",
-            help="Formats Portrait Lab reads:\n\n" + accepted_formats(),
+            help="Formats Portrait Lab reads:\n\n"
+            + accepted_formats()
+            + "\n\nThis app reads only below these folders: "
+            + ", ".join(f"`{root}`" for root in allowed_roots())
+            + f" (add more with {ROOTS_ENV}).",
         )
         if not text.strip():
             st.sidebar.info("Type the path of a folder of pictures, or of a manifest .csv.")
             return None
         path = Path(text.strip()).expanduser().absolute()
+        try:
+            check_allowed(path)
+        except PathNotAllowed as exc:
+            _show_error("Not a folder this app may read.", exc, "")
+            return None
 
-    dataset = _load(path)
+    dataset = _load(path, check_roots=source == FOLDER_SOURCE)
     if dataset is None:
         return None
     st.session_state[RESOLVED_KEY] = str(path)

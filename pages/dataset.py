@@ -173,6 +173,12 @@ with right:
         "A missing label keeps the picture: it trains the other heads and is masked out of the "
         "loss for this one."
     )
+    if dataset.report.n_blank:
+        st.caption(
+            f"{dataset.report.n_blank:,} of the missing labels were given but unusable (an "
+            "unknown value, an age out of range, an empty field): *Labels left blank* in the "
+            "sidebar lists them by reason."
+        )
 
 # --- balancing ------------------------------------------------------------------------------------
 st.header("Balancing")

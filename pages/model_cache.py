@@ -29,7 +29,9 @@ def model_version(path: str | Path) -> float:
 def predictor_for(path: str, version: float):
     """The loaded model in `path`; Predict shows its own spinner around the call."""
     from portrait_core import load_predictor  # TensorFlow loads here, only when a model is needed
+    from portrait_core.tf_startup import quiet_tensorflow
 
+    quiet_tensorflow()  # its start-up logging is not for the app's terminal
     return load_predictor(path)
 
 

@@ -10,7 +10,7 @@ import streamlit as st
 from pages.common import choose_dataset
 from pages.model_cache import model_version, predictor_for
 from portrait_core.explain import METHOD_HELP, METHODS, empty_map_note, overlay
-from portrait_core.images import BadImage, open_rgb
+from portrait_core.images import MAX_PIXELS, BadImage, open_rgb
 from portrait_core.leaderboard import best_runs, default_choice, leaderboard, model_folders
 from portrait_core.schema import ATTRIBUTE_KEYS, ATTRIBUTES
 
@@ -45,6 +45,11 @@ uploads = st.file_uploader(
     accept_multiple_files=True,
     key="uploads",
 )
+st.caption(
+    f"Up to {st.get_option('server.maxUploadSize')} MB per file and "
+    f"{MAX_PIXELS // 1_000_000} megapixels per picture: a larger file is refused, with a "
+    "message beside it. Shrink it, or crop it to the face, and upload it again."
+)
 photos = []
 for upload in uploads or []:
     try:
@@ -60,7 +65,10 @@ if not photos and dataset is not None and len(dataset):
     )
     if pick != "(none)":
         path = samples[[os.path.basename(p) for p in samples].index(pick)]
-        photos.append((pick, open_rgb(path)))
+        try:  # the import checks headers only: a picture damaged further fails here
+            photos.append((pick, open_rgb(path, name=pick)))
+        except BadImage as exc:
+            st.error(f"{exc}. Pick another sample picture.")
 if not photos:
     st.info("Upload a photo or pick a sample picture to see the four labels and their heat maps.")
     st.stop()

@@ -209,7 +209,7 @@ def thumbnail(path: str | Path, size: int = THUMBNAIL_PX) -> np.ndarray | None:
 
 
 def skipped_rows(report: ImportReport) -> pd.DataFrame:
-    """The import report's left-out records, one row per reason with a few example files."""
+    """Pictures the import left out: one row per reason, most frequent first, a few examples."""
     rows = [
         {
             "reason": reason,
@@ -219,3 +219,24 @@ def skipped_rows(report: ImportReport) -> pd.DataFrame:
         for reason, n in sorted(report.skipped.items(), key=lambda item: -item[1])
     ]
     return pd.DataFrame(rows, columns=["reason", "count", "examples"])
+
+
+def blank_label_rows(report: ImportReport) -> pd.DataFrame:
+    """Labels the import left blank (their pictures kept): one row per attribute and reason.
+
+    Attributes in schema order, the most frequent reason first within each; `attribute` is the
+    attribute's title, as the page shows it.
+    """
+    rows = [
+        {
+            "attribute": ATTRIBUTES[attr].title,
+            "reason": reason,
+            "count": n,
+            "examples": ", ".join(report.blank_examples.get(attr, {}).get(reason, [])),
+        }
+        for attr in ATTRIBUTE_KEYS
+        for reason, n in sorted(
+            report.blank_labels.get(attr, {}).items(), key=lambda item: -item[1]
+        )
+    ]
+    return pd.DataFrame(rows, columns=["attribute", "reason", "count", "examples"])

@@ -13,6 +13,8 @@
     python -m portrait_core publish RUN_ID --dest artifacts/default
 
 Bad input prints one line on stderr and exits with status 2; nothing already saved is touched.
+Arguments and files are checked before TensorFlow is imported, so bad input answers at once;
+TensorFlow's start-up logging is silenced (`--verbose` keeps it, and its warnings).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from pathlib import Path
 
 from portrait_core.images import BadImage
 from portrait_core.models.catalog import CAM_METHODS
+from portrait_core.tf_startup import quiet_tensorflow
 from portrait_core.training.config import DISTRIBUTE
 
 EXIT_BAD_INPUT = 2
@@ -115,6 +118,10 @@ def cmd_train(args: argparse.Namespace) -> int:
             distribute=args.distribute,
         )
         run = None
+        from portrait_core.data.formats import detect_format
+
+        detect_format(config.data)  # a missing or unreadable data set: before any run folder
+    quiet_tensorflow(args.verbose)
     run = run_training(config, run)
     state = run.status.get("state")
     print(f"{state}: {run.path}", file=sys.stderr)
@@ -131,8 +138,14 @@ def cmd_stop(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    from portrait_core.data.formats import detect_format
+    from portrait_core.training.runs import RunStore
     from portrait_core.training.train import evaluate_run
 
+    RunStore(args.out).get(args.run)  # a run that does not exist: before TensorFlow
+    if args.data:
+        detect_format(args.data)
+    quiet_tensorflow(args.verbose)
     metrics = evaluate_run(args.run, args.data, runs=args.out)
     print(json.dumps(metrics, indent=2))
     return 0
@@ -141,12 +154,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     from portrait_core.explain import overlay
     from portrait_core.images import open_rgb
-    from portrait_core.predict import load_predictor
+    from portrait_core.predict import load_predictor, read_model_config
 
-    predictor = load_predictor(args.model)
+    read_model_config(args.model)  # no such model, or an unusable one: before TensorFlow
     out = Path(args.out) if args.out else None
     if args.explain and out is None:
         raise UserError("--explain needs --out DIR to write the overlays into")
+    predictor = None  # loaded at the first good picture: bad files answer without TensorFlow
     results, bad = {}, 0
     for name in args.images:
         try:
@@ -155,6 +169,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
             print(f"error: {exc}", file=sys.stderr)
             bad += 1
             continue
+        if predictor is None:
+            quiet_tensorflow(args.verbose)
+            predictor = load_predictor(args.model)
         result = predictor.predict(photo)
         if args.explain:
             out.mkdir(parents=True, exist_ok=True)
@@ -178,16 +195,25 @@ def cmd_publish(args: argparse.Namespace) -> int:
     from portrait_core.training.publish import publish
     from portrait_core.training.runs import RunStore
 
-    dest = publish(RunStore(args.out).get(args.run), args.dest)
+    run = RunStore(args.out).get(args.run)
+    quiet_tensorflow(args.verbose)
+    dest = publish(run, args.dest)
     print(f"published {args.run} to {dest}", file=sys.stderr)
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="python -m portrait_core", description=__doc__.split("\n")[0])
+    common = Parser(add_help=False)
+    common.add_argument(
+        "--verbose", action="store_true", help="keep TensorFlow's start-up logging and warnings"
+    )
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
 
-    p = sub.add_parser("synth", help="write the synthetic montage data set (AI Hub layout)")
+    def add(name: str, **kw) -> argparse.ArgumentParser:
+        return sub.add_parser(name, parents=[common], **kw)
+
+    p = add("synth", help="write the synthetic montage data set (AI Hub layout)")
     p.add_argument("--out", required=True, help="folder to write N.png + N.json pairs into")
     p.add_argument("--n", type=_positive_int, default=6000, help="number of pictures")
     p.add_argument("--seed", type=int, default=0)
@@ -196,7 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="write into a non-empty folder")
     p.set_defaults(func=cmd_synth)
 
-    p = sub.add_parser("stats", help="class counts overall and per split")
+    p = add("stats", help="class counts overall and per split")
     p.add_argument("data", help="data folder (AI Hub, CSV manifest, UTKFace or CelebA)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--seed", type=int, default=0, help="split seed")
@@ -205,7 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from portrait_core.paths import DEFAULT_DATA, RUNS
 
-    p = sub.add_parser("train", help="train a model into a run folder")
+    p = add("train", help="train a model into a run folder")
     p.add_argument(
         "--data", default=str(DEFAULT_DATA), help="data folder (default: the synthetic set)"
     )
@@ -239,18 +265,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--from-run", help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("stop", help="stop a running run after its current batch")
+    p = add("stop", help="stop a running run after its current batch")
     p.add_argument("run", help="run id or folder")
     p.add_argument("--out", default=str(RUNS))
     p.set_defaults(func=cmd_stop)
 
-    p = sub.add_parser("evaluate", help="test metrics of a run (or on another data set)")
+    p = add("evaluate", help="test metrics of a run (or on another data set)")
     p.add_argument("run", help="run id or folder")
     p.add_argument("--data", help="another data folder: all of it is scored")
     p.add_argument("--out", default=str(RUNS))
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("predict", help="label photos (and explain them)")
+    p = add("predict", help="label photos (and explain them)")
     p.add_argument("images", nargs="+")
     p.add_argument("--model", default="default", help="run id, run folder or model folder")
     p.add_argument(
@@ -260,7 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_predict)
 
-    p = sub.add_parser("publish", help="copy a finished run to a model folder with a model card")
+    p = add("publish", help="copy a finished run to a model folder with a model card")
     p.add_argument("run", help="run id or folder")
     p.add_argument("--dest", default="artifacts/default")
     p.add_argument("--out", default=str(RUNS))
@@ -268,12 +294,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def one_line(exc: Exception) -> str:
+    """A message as one line: a list under a line ending in ':' is folded into it by name.
+
+    'X does not exist. It reads these formats:\n- aihub: ...\n- utkface: ...' becomes
+    'X does not exist. It reads these formats: aihub, utkface.'
+    """
+    first, *rest = str(exc).strip().splitlines() or [type(exc).__name__]
+    items = [line[2:].split(":")[0] for line in rest if line.startswith("- ")]
+    if first.endswith(":") and items:
+        return f"{first} {', '.join(items)}."
+    return first
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
     except (UserError, BadImage, ValueError, FileNotFoundError, NotADirectoryError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {one_line(exc)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -18,6 +18,12 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 # below what would exhaust memory when decoded (50 MP x 4 bytes = 200 MB).
 MAX_PIXELS = 50_000_000
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+# The decoders Pillow may use: the formats IMAGE_SUFFIXES name, whatever a file is called (a
+# phone's multi-picture JPEG opens as JPEG too). Pillow knows some forty more; fuzzing found its
+# DDS, BLP and SPIDER readers raising NotImplementedError and AttributeError on damaged files,
+# and its EPS reader runs Ghostscript. A format we never offered need not reach them.
+PIL_FORMATS = ("PNG", "JPEG", "WEBP", "BMP")
+NOT_A_PICTURE = "is not an image Portrait Lab reads (PNG, JPEG, WebP or BMP)"
 
 
 class BadImage(ValueError):
@@ -28,8 +34,8 @@ def open_rgb(source: str | Path | bytes | BinaryIO, name: str | None = None) -> 
     """Decode a picture fully into 8-bit RGB, upright per its EXIF orientation.
 
     Accepts RGB, RGBA (composited on black, like the letterbox padding), greyscale, palette,
-    CMYK and 16-bit files. Raises BadImage for a non-image, a truncated file, or one beyond
-    MAX_PIXELS.
+    CMYK and 16-bit files in the PIL_FORMATS. Raises BadImage (never another exception) for a
+    non-image, another format, a damaged or truncated file, or one beyond MAX_PIXELS.
     """
     label = name or (str(source) if isinstance(source, (str, Path)) else "the upload")
     if isinstance(source, bytes):
@@ -37,30 +43,42 @@ def open_rgb(source: str | Path | bytes | BinaryIO, name: str | None = None) -> 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(source) as img:
-                width, height = img.size
-                if width * height > MAX_PIXELS:
-                    raise BadImage(
-                        f"{label} is {width}x{height} pixels, more than the limit of "
-                        f"{MAX_PIXELS // 1_000_000} megapixels"
-                    )
+            with Image.open(source, formats=PIL_FORMATS) as img:
+                _check_size(img, label)
                 img.load()  # forces the full decode, which is where truncation shows
                 img = ImageOps.exif_transpose(img)
                 return _to_rgb(img)
     except BadImage:
         raise
-    except FileNotFoundError as exc:
-        raise BadImage(f"{label} does not exist") from exc
-    except UnidentifiedImageError as exc:
-        raise BadImage(f"{label} is not an image PIL can read (png, jpg, webp, bmp)") from exc
-    except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
-        # Pillow's own guard (about 89 megapixels) fires in Image.open, before ours can
+    except Exception as exc:
+        raise _bad_image(exc, label) from exc
+
+
+def _check_size(img: Image.Image, label: str) -> None:
+    width, height = img.size
+    if width * height > MAX_PIXELS:
         raise BadImage(
+            f"{label} is {width}x{height} pixels, more than the limit of "
+            f"{MAX_PIXELS // 1_000_000} megapixels"
+        )
+
+
+def _bad_image(exc: Exception, label: str) -> BadImage:
+    """The BadImage that says, for a user, why Pillow could not read a file."""
+    if isinstance(exc, FileNotFoundError):
+        return BadImage(f"{label} does not exist")
+    if isinstance(exc, UnidentifiedImageError):
+        return BadImage(f"{label} {NOT_A_PICTURE}")
+    if isinstance(exc, (Image.DecompressionBombWarning, Image.DecompressionBombError)):
+        # Pillow's own guard (about 89 megapixels) fires in Image.open, before ours can
+        return BadImage(
             f"{label} is too large: more than the limit of {MAX_PIXELS // 1_000_000} "
             f"megapixels ({exc})"
-        ) from exc
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise BadImage(f"{label} is damaged or truncated ({exc})") from exc
+        )
+    # Anything else is damage. Pillow's readers mostly say so with OSError, SyntaxError or
+    # ValueError, but nothing holds them to it (see PIL_FORMATS), and a damaged file must
+    # never end a whole import or an app page with some other exception.
+    return BadImage(f"{label} is damaged or truncated ({type(exc).__name__}: {exc})")
 
 
 def as_rgb(image: Image.Image | str | Path | bytes, name: str | None = None) -> Image.Image:
@@ -122,16 +140,22 @@ def is_image_file(path: Path) -> bool:
 
 
 def check_readable(path: str | Path) -> None:
-    """Cheap import-time check (header and, for PNG, chunk checksums): raises BadImage.
+    """Cheap import-time check (header, size and, for PNG, chunk checksums): raises BadImage.
 
-    Full decoding of every picture at import would cost as much as an epoch; the training
-    pipeline decodes each picture once and caches it, so truncation past the checksums still
-    surfaces there with the file named.
+    It refuses what open_rgb would refuse from the header alone (another format, more than
+    MAX_PIXELS), so such a file is counted at import instead of stopping a training run. Full
+    decoding of every picture at import would cost as much as an epoch; the training pipeline
+    decodes each picture once and caches it, so truncation past the checksums still surfaces
+    there with the file named.
     """
+    label = str(path)
     try:
-        with Image.open(path) as img:
-            img.verify()
-    except FileNotFoundError as exc:
-        raise BadImage(f"{path} does not exist") from exc
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path, formats=PIL_FORMATS) as img:
+                _check_size(img, label)
+                img.verify()
+    except BadImage:
+        raise
     except Exception as exc:  # PIL raises many types from verify(); all mean "unreadable"
-        raise BadImage(f"{path} is not a readable image ({exc})") from exc
+        raise _bad_image(exc, label) from exc

@@ -74,6 +74,23 @@ def targets(
     return y, w
 
 
+def labelled_mean_weights(x, y: dict, w: dict):
+    """One global batch's per-head sample weights, scaled so each head's loss is its labelled mean.
+
+    w is 0 where a label is missing. Keras divides the weighted loss sum by the replica's batch
+    size and by the replicas (sum over batch size); weights times (batch / labelled pictures in
+    the batch) make the sum over replicas sum(loss * w) / labelled, the step one device takes,
+    however the missing labels fall between the replicas. Mapped on the batch before a strategy
+    splits it (see training/metrics.py's MaskedSparseCrossentropy).
+    """
+    scaled = {}
+    for attr, labels in y.items():
+        labelled = tf.reduce_sum(tf.cast(labels >= 0, tf.float32))
+        batch = tf.cast(tf.shape(labels)[0], tf.float32)
+        scaled[attr] = w[attr] * tf.math.divide_no_nan(batch, labelled)
+    return x, y, scaled
+
+
 def augmenter(seed: int):
     """The study's augmentation as Keras preprocessing layers, run inside tf.data on batches."""
     import keras
@@ -256,6 +273,7 @@ class InputPipeline:
                 buffer, seed=self.seed, reshuffle_each_iteration=True
             )
         ds = ds.batch(self.batch_size, drop_remainder=self.drop_remainder)
+        ds = ds.map(labelled_mean_weights)
         if self.augment:
             layers = augmenter(self.seed)
             ds = ds.map(
@@ -275,6 +293,7 @@ class InputPipeline:
         if split not in ("val", "test"):
             raise ValueError(f"eval_dataset takes 'val' or 'test', not {split!r}")
         ds = self.decoded(split).batch(self.batch_size, drop_remainder=whole_batches)
+        ds = ds.map(labelled_mean_weights)
         return _bounded(ds.map(lambda x, y, w: (tf.cast(x, tf.float32), y, w)).prefetch(AUTOTUNE))
 
     def close(self) -> None:

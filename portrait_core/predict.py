@@ -42,21 +42,27 @@ def resolve_model_folder(path: str | Path) -> Path:
     raise ModelFolderError(f"no model folder or run named {path}")
 
 
+def read_model_config(path: str | Path) -> tuple[Path, dict]:
+    """(model folder, its config.json) after the checks that need no TensorFlow."""
+    folder = resolve_model_folder(path)
+    config = read_json(folder / "config.json")
+    if not isinstance(config, dict) or not config:
+        raise ModelFolderError(f"{folder} has no readable config.json")
+    if config.get("schema_version") != SCHEMA_VERSION:
+        raise ModelFolderError(
+            f"{folder} was trained under label schema {config.get('schema_version')}, "
+            f"this code uses {SCHEMA_VERSION}: retrain it"
+        )
+    return folder, config
+
+
 class Predictor:
     def __init__(self, folder: str | Path):
         import tensorflow as tf
 
         from portrait_core.models.layers import load_saved_model
 
-        self.folder = resolve_model_folder(folder)
-        config = read_json(self.folder / "config.json")
-        if not config:
-            raise ModelFolderError(f"{self.folder} has no readable config.json")
-        if config.get("schema_version") != SCHEMA_VERSION:
-            raise ModelFolderError(
-                f"{self.folder} was trained under label schema {config.get('schema_version')}, "
-                f"this code uses {SCHEMA_VERSION}: retrain it"
-            )
+        self.folder, config = read_model_config(folder)
         self.config = config
         self.model_name = config["model"]["name"]
         self.cam_layer = config["model"].get("cam_layer")

@@ -39,6 +39,17 @@ def labelled_pictures(
     return Dataset(root=root, table=make_table(rows), report=report)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def data_roots(tmp_path_factory):
+    """The app reads data only below its allowed roots: the tests' folders are one of them
+    (tests/test_serving.py narrows it to check a refusal)."""
+    from portrait_core.data.roots import ROOTS_ENV
+
+    os.environ[ROOTS_ENV] = str(tmp_path_factory.getbasetemp())
+    yield
+    os.environ.pop(ROOTS_ENV, None)
+
+
 @pytest.fixture
 def make_pictures(tmp_path):
     def make(n: int, seed: int = 0, **kw) -> Dataset:

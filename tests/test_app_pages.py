@@ -183,6 +183,53 @@ def test_a_folder_with_nothing_loadable_says_why(use_data, tmp_path):
     assert "unreadable image" in " ".join(m.value for m in at.sidebar.markdown)
 
 
+def test_sidebar_lists_pictures_left_out_apart_from_labels_left_blank(use_data, tmp_path):
+    from PIL import Image
+
+    def pair(n: int, label: str, picture: bool | bytes = True) -> None:
+        (tmp_path / f"{n}.json").write_text(label, encoding="utf-8")
+        if picture is True:
+            Image.new("RGB", (8, 8), (90, 60, 40)).save(tmp_path / f"{n}.png")
+        elif picture:
+            (tmp_path / f"{n}.png").write_bytes(picture)
+
+    def labels(age: int = 35, face: str = "계란형") -> str:
+        doc = {
+            "info": [{"gender": "F", "age": age}],
+            "descripton": [{"face": {"type": face}, "hairstyle": {"type": "웨이브형"}}],
+        }
+        return json.dumps(doc, ensure_ascii=False)
+
+    pair(1, labels())
+    pair(2, "{not json")  # malformed JSON: left out
+    pair(3, labels(), picture=False)  # no image: left out
+    pair(4, labels(), picture=b"not a picture")  # unreadable image: left out
+    pair(5, labels(age=15))  # age out of range: kept, age blank
+    pair(6, labels(face="하트형"))  # unknown value: kept, face shape blank
+    use_data(tmp_path)
+    at = run_app()
+    assert {m.label: m.value for m in at.metric}["Pictures"] == "3"
+    headline = at.sidebar.markdown[0].value
+    assert "**3** pictures loaded" in headline and "**3** left out" in headline
+    assert "**2** labels left blank" in headline
+    by_label = {e.label: e for e in at.sidebar.expander}
+    assert set(by_label) == {"Pictures left out (3)", "Labels left blank (2)"}
+    left_out = [m.value for m in by_label["Pictures left out (3)"].markdown]
+    assert sorted(left_out) == [
+        "- **1** malformed JSON",
+        "- **1** no image",
+        "- **1** unreadable image",
+    ]
+    blank = by_label["Labels left blank (2)"]
+    assert [m.value for m in blank.markdown] == [
+        "- Age band: **1** age out of range",
+        "- Face shape: **1** unknown value",
+    ]
+    assert [c.value for c in blank.caption][1:] == ["5.json", "6.json"]  # the examples
+    assert "4.png" in [c.value for c in by_label["Pictures left out (3)"].caption]
+    assert any("2 of the missing labels were given but unusable" in c.value for c in at.caption)
+
+
 def test_missing_default_data_says_how_to_make_it(use_data, tmp_path):
     use_data(tmp_path / "synthetic")
     at = run_app()

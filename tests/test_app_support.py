@@ -180,6 +180,26 @@ def test_skipped_rows_list_reasons_most_frequent_first():
     assert support.skipped_rows(ImportReport(format="aihub")).empty
 
 
+def test_blank_labels_are_listed_apart_from_pictures_left_out():
+    report = ImportReport(format="aihub", n_loaded=3)
+    report.skip("no image", "1.json")
+    report.blank("hairstyle", "unknown value", "4.json")
+    for name in ("2.json", "3.json"):
+        report.blank("age", "age out of range", name)
+    report.blank("age", "unknown value", "5.json")
+    assert report.n_skipped == 1 and report.n_blank == 4
+    assert list(support.skipped_rows(report)["reason"]) == ["no image"]
+    frame = support.blank_label_rows(report)
+    assert frame.to_dict("records") == [  # schema order, the most frequent reason first
+        {"attribute": "Age band", "reason": "age out of range", "count": 2, "examples": "2.json, 3.json"},
+        {"attribute": "Age band", "reason": "unknown value", "count": 1, "examples": "5.json"},
+        {"attribute": "Hairstyle", "reason": "unknown value", "count": 1, "examples": "4.json"},
+    ]  # fmt: skip
+    assert support.blank_label_rows(ImportReport(format="aihub")).empty
+    with pytest.raises(ValueError, match="unknown attribute"):
+        report.blank("eye_colour", "unknown value", "6.json")
+
+
 def test_data_version_changes_when_a_file_is_added(tmp_path):
     assert support.data_version(tmp_path / "absent") == 0.0
     before = support.data_version(tmp_path)

@@ -102,21 +102,21 @@ def _load_one(tmp_path: Path, **fields):
 def test_aihub_gender_mapping(tmp_path, raw, expected):
     labels, report = _load_one(tmp_path, gender=raw)
     assert labels["gender"] == expected
-    assert not report.skipped
+    assert not report.skipped and not report.blank_labels
 
 
 @pytest.mark.parametrize(("raw", "expected"), sorted(FACE_SHAPE_RAW.items()))
 def test_aihub_face_shape_mapping(tmp_path, raw, expected):
     labels, report = _load_one(tmp_path, face=raw)
     assert labels["face_shape"] == expected
-    assert not report.skipped
+    assert not report.skipped and not report.blank_labels
 
 
 @pytest.mark.parametrize(("raw", "expected"), sorted(HAIRSTYLE_RAW.items()))
 def test_aihub_hairstyle_mapping(tmp_path, raw, expected):
     labels, report = _load_one(tmp_path, hair=raw)
     assert labels["hairstyle"] == expected
-    assert not report.skipped
+    assert not report.skipped and not report.blank_labels
 
 
 @pytest.mark.parametrize(
@@ -144,7 +144,8 @@ def test_aihub_hairstyle_mapping(tmp_path, raw, expected):
 def test_aihub_age_bands(tmp_path, age, expected):
     labels, report = _load_one(tmp_path, age=age)
     assert labels["age"] == expected
-    assert dict(report.skipped) == ({} if expected else {AGE_OUT_OF_RANGE: 1})
+    assert not report.skipped  # the picture is kept ...
+    assert report.blank_counts() == ({} if expected else {"age": {AGE_OUT_OF_RANGE: 1}})
     # the other labels survive an age out of range
     assert labels["gender"] == "male" and labels["hairstyle"] == "straight"
 
@@ -153,7 +154,7 @@ def test_aihub_age_bands(tmp_path, age, expected):
 def test_aihub_age_that_is_not_a_number_is_unknown(tmp_path, age):
     labels, report = _load_one(tmp_path, age=age)
     assert labels["age"] is None
-    assert dict(report.skipped) == {UNKNOWN_VALUE: 1}
+    assert not report.skipped and report.blank_counts() == {"age": {UNKNOWN_VALUE: 1}}
 
 
 # --------------------------------------------------------------------------------------------
@@ -199,11 +200,17 @@ def test_aihub_counts_every_kind_of_bad_file(aihub_tree):
         aihub.NO_LABELS_FILE: 1,
         UNREADABLE_IMAGE: 2,
         MALFORMED_JSON: 5,
-        MISSING_FIELD: 3,  # 12 gender; 15 face and hairstyle
-        UNKNOWN_VALUE: 2,  # 13 face; 20 face
-        AGE_OUT_OF_RANGE: 1,  # 14
         NO_LABEL: 2,  # 16, 17
     }
+    assert report.n_skipped == 11
+    # labels left blank on pictures that were loaded: not counted as left out
+    assert report.blank_counts() == {
+        "gender": {MISSING_FIELD: 1},  # 12
+        "age": {AGE_OUT_OF_RANGE: 1},  # 14
+        "face_shape": {MISSING_FIELD: 1, UNKNOWN_VALUE: 2},  # 15; 13, 20
+        "hairstyle": {MISSING_FIELD: 1},  # 15
+    }
+    assert report.n_blank == 6
     loaded = {Path(p).relative_to(aihub_tree).as_posix() for p in dataset.table["path"]}
     assert loaded == {
         "1.png",
@@ -228,6 +235,66 @@ def test_aihub_counts_every_kind_of_bad_file(aihub_tree):
         "9.json",
     ]
     assert sorted(report.examples[NO_LABEL]) == ["16.json", "17.json"]
+    assert sorted(report.blank_examples["face_shape"][UNKNOWN_VALUE]) == ["13.json", "20.json"]
+    assert report.blank_examples["age"] == {AGE_OUT_OF_RANGE: ["14.json"]}
+    assert MISSING_FIELD not in report.examples  # blank labels have examples of their own
+
+
+@pytest.fixture
+def one_of_each(tmp_path: Path) -> Path:
+    """Three pictures that cannot be used and two kept with one label left blank."""
+    root = tmp_path / "one_of_each"
+    pair(root, 1, montage_json())  # fine
+    pair(root, 2, "{not json")  # malformed JSON: left out
+    write(root / "3.json", montage_json())  # no image: left out
+    pair(root, 4, montage_json(), image=b"not a picture")  # unreadable image: left out
+    pair(root, 5, montage_json(age=15))  # age out of range: kept, age blank
+    pair(root, 6, montage_json(face="하트형"))  # unknown value: kept, face shape blank
+    return root
+
+
+LEFT_OUT = {MALFORMED_JSON: 1, NO_IMAGE: 1, UNREADABLE_IMAGE: 1}
+LEFT_BLANK = {"age": {AGE_OUT_OF_RANGE: 1}, "face_shape": {UNKNOWN_VALUE: 1}}
+
+
+def test_report_keeps_pictures_left_out_apart_from_labels_left_blank(one_of_each):
+    dataset = aihub.load(one_of_each)
+    report = dataset.report
+    assert report.n_loaded == len(dataset) == 3
+    assert dict(report.skipped) == LEFT_OUT and report.n_skipped == 3
+    assert report.blank_counts() == LEFT_BLANK and report.n_blank == 2
+    assert report.blank_examples == {
+        "age": {AGE_OUT_OF_RANGE: ["5.json"]},
+        "face_shape": {UNKNOWN_VALUE: ["6.json"]},
+    }
+    assert report.summary() == (
+        "3 loaded from aihub; left out: 1 malformed JSON, 1 no image, 1 unreadable image; "
+        "labels left blank: age 1 age out of range, face_shape 1 unknown value"
+    )
+
+
+def test_stats_json_and_text_keep_the_two_apart(one_of_each, capsys):
+    from portrait_core.cli import main
+
+    assert main(["stats", str(one_of_each), "--json"]) == 0
+    stats = json.loads(capsys.readouterr().out)
+    assert stats["n_images"] == 3
+    assert stats["skipped"] == LEFT_OUT  # pictures only
+    assert stats["blank_labels"] == LEFT_BLANK
+    assert main(["stats", str(one_of_each)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "pictures left out: 1 malformed JSON, 1 no image, 1 unreadable image" in lines
+    assert "labels left blank: age 1 age out of range, face_shape 1 unknown value" in lines
+
+
+def test_undecodable_file_names_are_shown_as_escapes(tmp_path):
+    name = os.fsdecode(b"7\xff.json")  # a name that is not UTF-8, as the file system gives it
+    report = aihub.ImportReport(format="aihub")
+    report.skip(NO_IMAGE, name)
+    report.blank("age", AGE_OUT_OF_RANGE, name)
+    assert report.examples[NO_IMAGE] == ["7\\xff.json"]
+    assert report.blank_examples["age"][AGE_OUT_OF_RANGE] == ["7\\xff.json"]
+    json.dumps(report.examples, ensure_ascii=False).encode("utf-8")  # printable
 
 
 def test_aihub_labels_of_kept_records(aihub_tree):
@@ -286,7 +353,7 @@ def test_aihub_tolerates_an_object_where_a_list_is_expected(tmp_path):
     pair(tmp_path, 1, json.dumps(doc, ensure_ascii=False))
     dataset = aihub.load(tmp_path)
     assert labels_of(dataset, tmp_path / "1.png")["gender"] == "female"
-    assert not dataset.report.skipped
+    assert not dataset.report.skipped and not dataset.report.blank_labels
 
 
 def test_aihub_json_with_byte_order_mark(tmp_path):
@@ -294,6 +361,7 @@ def test_aihub_json_with_byte_order_mark(tmp_path):
     write(tmp_path / "1.png", PNG)
     dataset = aihub.load(tmp_path)
     assert dataset.report.n_loaded == 1 and not dataset.report.skipped
+    assert not dataset.report.blank_labels
 
 
 def test_aihub_examples_are_capped(tmp_path):
@@ -362,15 +430,18 @@ def test_manifest_counts_and_labels(manifest_dir):
     report = dataset.report
     assert report.format == "csv manifest"
     assert dict(report.skipped) == {
-        MISSING_FIELD: 1,  # c face
-        UNKNOWN_VALUE: 2,  # d gender "Male"; g face "heart"
-        AGE_OUT_OF_RANGE: 1,  # d
         NO_IMAGE: 1,
         UNREADABLE_IMAGE: 1,
         NO_LABEL: 1,  # e
         BAD_ROW: 2,  # f (too few cells), the row without a path
         manifest.DUPLICATE_PATH: 1,
     }
+    assert report.blank_counts() == {
+        "gender": {UNKNOWN_VALUE: 1},  # d "Male"
+        "age": {AGE_OUT_OF_RANGE: 1},  # d
+        "face_shape": {MISSING_FIELD: 1, UNKNOWN_VALUE: 1},  # c empty; g "heart"
+    }
+    assert report.blank_examples["face_shape"][UNKNOWN_VALUE] == ["line 13: imgs/g.png"]
     assert report.n_loaded == len(dataset) == 5
     img = manifest_dir / "imgs"
     assert labels_of(dataset, img / "a.png") == {
@@ -408,6 +479,7 @@ def test_manifest_folder_or_csv_file_give_the_same_table(manifest_dir):
     by_file = manifest.load(manifest_dir / "labels.csv")
     pd.testing.assert_frame_equal(by_folder.table, by_file.table)
     assert by_folder.report.skipped == by_file.report.skipped
+    assert by_folder.report.blank_labels == by_file.report.blank_labels
     assert manifest.detect(manifest_dir) and manifest.detect(manifest_dir / "labels.csv")
     assert not manifest.detect(manifest_dir / "other.csv")
 
@@ -422,7 +494,8 @@ def test_manifest_with_some_columns_and_semicolons(tmp_path):
         "face_shape": None,
         "hairstyle": "wavy",
     }
-    assert not dataset.report.skipped  # absent columns are not counted as missing
+    assert not dataset.report.skipped
+    assert not dataset.report.blank_labels  # absent columns are not counted as blank
 
 
 def test_manifest_path_may_lead_out_of_its_folder(tmp_path):
@@ -490,9 +563,11 @@ def test_utkface_counts_and_labels(utk_dir):
     assert dict(report.skipped) == {
         utkface.UNPARSEABLE_NAME: 2,
         UNREADABLE_IMAGE: 1,
-        AGE_OUT_OF_RANGE: 2,
-        UNKNOWN_VALUE: 1,
         NO_LABEL: 1,
+    }
+    assert report.blank_counts() == {
+        "gender": {UNKNOWN_VALUE: 1},  # 40_2_...
+        "age": {AGE_OUT_OF_RANGE: 2},  # 5_1_..., 130_0_...
     }
     assert report.n_loaded == len(dataset) == 6
     none2 = {"face_shape": None, "hairstyle": None}
@@ -590,11 +665,12 @@ def test_celeba_counts_and_labels(celeba_dir):
     report = dataset.report
     assert report.format == "celeba"
     assert dict(report.skipped) == {
-        UNKNOWN_VALUE: 1,
         NO_IMAGE: 1,
         BAD_ROW: 3,
         UNREADABLE_IMAGE: 1,
     }
+    assert report.blank_counts() == {"hairstyle": {UNKNOWN_VALUE: 1}}  # 000003: two styles
+    assert report.blank_examples["hairstyle"][UNKNOWN_VALUE] == ["000003.jpg"]
     assert report.n_loaded == len(dataset) == 5
     aligned = celeba_dir / "img_align_celeba"
     assert labels_of(dataset, aligned / "000001.jpg") == {

@@ -118,3 +118,22 @@ def test_empty_training_split_is_a_clear_error():
     p = pl.InputPipeline(train=empty, val=empty, test=empty, image_size=SIZE)
     with pytest.raises(ValueError, match="training split is empty"):
         p.mean_image()
+
+
+def test_batch_weights_make_each_heads_loss_the_mean_over_its_labelled_pictures(make_pictures):
+    """Weights scaled by (batch / labelled pictures in the batch), per head, before any
+    distribution strategy splits the batch: Keras' sum-over-batch-size reduction then gives
+    the mean over the labelled pictures of the whole batch (training/metrics.py)."""
+    p = build(make_pictures(80, missing=0.3))
+    p.mean_image()
+    _, raw = pl.targets(p.val, None)  # 1 where labelled, 0 where missing; val is in file order
+    start = 0
+    for _, y, w in p.eval_dataset("val"):
+        for a in ATTRS:
+            labels, weights = y[a].numpy(), w[a].numpy()
+            batch, labelled = len(labels), int((labels >= 0).sum())
+            expected = raw[a][start : start + batch] * (batch / labelled if labelled else 0.0)
+            np.testing.assert_allclose(weights, expected, rtol=1e-6)
+            assert weights.sum() == pytest.approx(batch if labelled else 0.0, rel=1e-5)
+        start += batch
+    assert start == len(p.val)

@@ -63,3 +63,22 @@ def test_without_any_model_the_page_says_so(monkeypatch, tmp_path, synthetic_sma
     monkeypatch.setattr(paths, "DEFAULT_DATA", Path(synthetic_small))
     at = open_predict()
     assert any("No trained model" in w.value for w in at.warning)
+
+
+def test_a_sample_picture_damaged_past_the_import_check_is_a_message(
+    with_models, monkeypatch, tmp_path, synthetic_small
+):
+    """The import checks a JPEG's header only; one cut short is refused when it is opened."""
+    data = tmp_path / "samples"
+    data.mkdir()
+    Image.open(synthetic_small / "2.png").convert("RGB").save(data / "a-good.jpg", quality=90)
+    whole = io.BytesIO()
+    Image.open(synthetic_small / "3.png").convert("RGB").save(whole, format="JPEG", quality=90)
+    (data / "b-cut.jpg").write_bytes(whole.getvalue()[: len(whole.getvalue()) // 2])
+    (data / "labels.csv").write_text("path,gender\na-good.jpg,male\nb-cut.jpg,female\n")
+    monkeypatch.setattr(paths, "DEFAULT_DATA", data / "labels.csv")
+    at = open_predict()
+    assert at.selectbox(key="sample").options == ["(none)", "a-good.jpg", "b-cut.jpg"]
+    at.selectbox(key="sample").set_value("b-cut.jpg").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("b-cut.jpg" in e.value and "Pick another" in e.value for e in at.error)

@@ -97,7 +97,7 @@ def detect(root: Path) -> bool:
             opened += 1
             try:
                 doc = json.loads(Path(folder, name).read_bytes())
-            except (OSError, ValueError):
+            except (OSError, ValueError, RecursionError):  # see load()
                 continue
             if isinstance(doc, dict) and isinstance(doc.get("info"), list):
                 return True
@@ -136,7 +136,9 @@ def _type_of(description: dict | None, part: str) -> object:
 
 def _age(raw: object) -> str:
     if isinstance(raw, str) and raw.strip().isascii() and raw.strip().isdigit():
-        raw = int(raw.strip())
+        # float, not int: int() refuses a string of over 4,300 digits (ValueError), while
+        # float() reads it as inf, which age_band reports as out of range like any other
+        raw = float(raw.strip())
     return age_band(raw)
 
 
@@ -164,27 +166,29 @@ _MAPPERS = {
 }
 
 
-def map_labels(raw: dict[str, object]) -> tuple[dict[str, str | None], list[str]]:
-    """Raw values -> ({attribute: class name or None}, [label-level reason per missing label])."""
+def map_labels(
+    raw: dict[str, object],
+) -> tuple[dict[str, str | None], list[tuple[str, str]]]:
+    """Raw values -> ({attribute: class name or None}, [(attribute, reason) per blank label])."""
     labels: dict[str, str | None] = {}
-    problems: list[str] = []
+    problems: list[tuple[str, str]] = []
     for key in ATTRIBUTE_KEYS:
         value = raw.get(key)
         labels[key] = None
         if value is None or (isinstance(value, str) and not value.strip()):
-            problems.append(MISSING_FIELD)
+            problems.append((key, MISSING_FIELD))
             continue
         try:
             labels[key] = _MAPPERS[key](value)
         except AgeOutOfRange:
-            problems.append(AGE_OUT_OF_RANGE)
+            problems.append((key, AGE_OUT_OF_RANGE))
         except UnknownValue:
-            problems.append(UNKNOWN_VALUE)
+            problems.append((key, UNKNOWN_VALUE))
     return labels, problems
 
 
 def load(root: Path) -> Dataset:
-    """Load every N.png + N.json pair under root; bad files are counted in the report."""
+    """Load every N.png + N.json pair under root; bad files and blank labels are counted."""
     root = Path(root).expanduser().absolute()
     if not root.is_dir():
         raise ValueError(f"{root} is not a folder")
@@ -211,17 +215,19 @@ def load(root: Path) -> Dataset:
         except BadImage:
             report.skip(UNREADABLE_IMAGE, shown(folder, image_name))
             continue
+        # JSONDecodeError and UnicodeError are ValueErrors; json.loads raises RecursionError
+        # on lists nested some thousands deep, which is just as malformed a file
         try:
             raw = _raw_labels(json.loads(Path(folder, json_name).read_bytes()))
-        except (OSError, ValueError, _Malformed):  # JSONDecodeError, UnicodeError: ValueErrors
+        except (OSError, ValueError, RecursionError, _Malformed):
             report.skip(MALFORMED_JSON, shown(folder, json_name))
             continue
         labels, problems = map_labels(raw)
         if all(v is None for v in labels.values()):
             report.skip(NO_LABEL, shown(folder, json_name))
             continue
-        for reason in problems:
-            report.skip(reason, shown(folder, json_name))
+        for key, reason in problems:
+            report.blank(key, reason, shown(folder, json_name))
         rows.append({"path": image_path, **labels})
     report.n_loaded = len(rows)
     return Dataset(root=root, table=make_table(rows), report=report)

@@ -8,7 +8,7 @@ What CelebA can say in our schema: gender from `Male`; hairstyle from Straight_H
 Bald where exactly one of them is set; face shape "oval" where Oval_Face is set. Everything else
 (age always, face shape when not oval, hairstyle when none of the three is set) is simply not
 labelled by this source and is not counted; a hairstyle with two or more of the three set is
-contradictory and is counted as an unknown value.
+contradictory: left blank and counted as an unknown value.
 """
 
 from __future__ import annotations
@@ -75,11 +75,12 @@ def _read_header(lines: list[str], attr_path: Path) -> list[str]:
     return names
 
 
-def _labels(values: dict[str, str]) -> tuple[dict[str, str | None], list[str]]:
-    problems: list[str] = []
+def _labels(values: dict[str, str]) -> tuple[dict[str, str | None], list[tuple[str, str]]]:
+    """One row's values -> ({attribute: class name or None}, [(attribute, reason) blank])."""
+    problems: list[tuple[str, str]] = []
     hair = [cls for column, cls in HAIR_COLUMNS.items() if values[column] == "1"]
     if len(hair) > 1:
-        problems.append(UNKNOWN_VALUE)
+        problems.append(("hairstyle", UNKNOWN_VALUE))
     labels = {
         "gender": "male" if values["Male"] == "1" else "female",
         "age": None,
@@ -121,8 +122,8 @@ def load(root: Path) -> Dataset:
             report.skip(UNREADABLE_IMAGE, file_name)
             continue
         labels, problems = _labels(dict(zip(names, cells, strict=True)))
-        for reason in problems:
-            report.skip(reason, file_name)
+        for key, reason in problems:
+            report.blank(key, reason, file_name)
         rows.append({"path": image_path, **labels})
     report.n_loaded = len(rows)
     return Dataset(root=root, table=make_table(rows), report=report)

@@ -2,9 +2,10 @@
 
 Attribute columns (gender, age, face_shape, hairstyle) hold the schema's class names; an age
 column may also hold whole years, which are banded like AI Hub's. A column that is absent means
-that attribute is not labelled in this source; an empty cell in a present column is a missing
-label and is counted. A CSV that cannot be parsed, has no `path` column or no attribute column
-at all raises ValueError: that is a problem with the whole source, not with one record.
+that attribute is not labelled in this source; an empty or unusable cell in a present column
+leaves that label blank and is counted. A CSV that cannot be parsed, has no `path` column or no
+attribute column at all raises ValueError: that is a problem with the whole source, not with one
+record.
 """
 
 from __future__ import annotations
@@ -123,7 +124,7 @@ def _map(key: str, cell: str) -> str:
     if value in ATTRIBUTES[key].classes:
         return value
     if key == "age" and value.isascii() and value.isdigit():
-        return age_band(int(value))
+        return age_band(float(value))  # not int(): it refuses over 4,300 digits (ValueError)
     raise UnknownValue(f"unknown {key} {value!r}")
 
 
@@ -170,24 +171,24 @@ def load(path: Path) -> Dataset:
             report.skip(UNREADABLE_IMAGE, where)
             continue
         labels: dict[str, str | None] = {}
-        problems: list[str] = []
+        problems: list[tuple[str, str]] = []
         for key in attributes:
             cell = cells[column[key]]
             labels[key] = None
             if not cell.strip():
-                problems.append(MISSING_FIELD)
+                problems.append((key, MISSING_FIELD))
                 continue
             try:
                 labels[key] = _map(key, cell)
             except AgeOutOfRange:
-                problems.append(AGE_OUT_OF_RANGE)
+                problems.append((key, AGE_OUT_OF_RANGE))
             except UnknownValue:
-                problems.append(UNKNOWN_VALUE)
+                problems.append((key, UNKNOWN_VALUE))
         if all(v is None for v in labels.values()):
             report.skip(NO_LABEL, where)
             continue
-        for reason in problems:
-            report.skip(reason, where)
+        for key, reason in problems:
+            report.blank(key, reason, where)
         rows.append({"path": image_path, **labels})
     report.n_loaded = len(rows)
     return Dataset(root=base, table=make_table(rows), report=report)

@@ -83,20 +83,20 @@ def load(root: Path) -> Dataset:
             report.skip(UNREADABLE_IMAGE, where)
             continue
         years, gender_code = parsed
-        problems: list[str] = []
+        problems: list[tuple[str, str]] = []
         gender = GENDER_CODES.get(gender_code)
         if gender is None:
-            problems.append(UNKNOWN_VALUE)
+            problems.append(("gender", UNKNOWN_VALUE))
         try:
             age = age_band(years)
         except AgeOutOfRange:
             age = None
-            problems.append(AGE_OUT_OF_RANGE)
+            problems.append(("age", AGE_OUT_OF_RANGE))
         if gender is None and age is None:
             report.skip(NO_LABEL, where)
             continue
-        for reason in problems:
-            report.skip(reason, where)
+        for key, reason in problems:
+            report.blank(key, reason, where)
         rows.append({"path": image_path, "gender": gender, "age": age})
     report.n_loaded = len(rows)
     return Dataset(root=root, table=make_table(rows), report=report)

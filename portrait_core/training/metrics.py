@@ -1,4 +1,11 @@
-"""What Keras computes during training, made safe for missing labels (class -1)."""
+"""What Keras computes during training, made safe for missing labels (class -1).
+
+A missing label weighs 0, and each head's loss is the mean over the labelled pictures of the
+*global* batch: the input pipeline folds both into the per-head sample weights before any
+distribution strategy splits the batch (`pipeline.labelled_mean_weights`). Keras' own
+`ignore_class=-1` divides by the labelled pictures each replica happens to hold, so two
+replicas with different shares of missing labels took another step than one device.
+"""
 
 from __future__ import annotations
 
@@ -22,8 +29,27 @@ class LabelledAccuracy(keras.metrics.Mean):
         return super().update_state(hits, sample_weight=labelled)
 
 
+@keras.saving.register_keras_serializable(package="portrait_lab")
+class MaskedSparseCrossentropy(keras.losses.Loss):
+    """Sparse categorical cross-entropy that is 0 where the label is missing (-1).
+
+    No renormalisation here: Keras' default reduction divides the weighted sum by the replica's
+    batch size and by the replicas, and the sample weights carry (global batch / labelled
+    pictures in it), so the result is the mean over the labelled pictures of the global batch.
+    """
+
+    def __init__(self, name: str = "masked_sparse_crossentropy", **kw):
+        super().__init__(name=name, **kw)
+
+    def call(self, y_true, y_pred):
+        y_true = ops.reshape(ops.cast(y_true, "int32"), (-1,))
+        labelled = ops.greater_equal(y_true, 0)
+        loss = keras.losses.sparse_categorical_crossentropy(ops.maximum(y_true, 0), y_pred)
+        return ops.where(labelled, loss, ops.zeros_like(loss))
+
+
 def losses_and_metrics(attributes) -> tuple[dict, dict]:
     """Per-head losses that ignore class -1, and per-head labelled accuracy."""
-    losses = {a: keras.losses.SparseCategoricalCrossentropy(ignore_class=-1) for a in attributes}
+    losses = {a: MaskedSparseCrossentropy() for a in attributes}
     metrics = {a: [LabelledAccuracy()] for a in attributes}
     return losses, metrics

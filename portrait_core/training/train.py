@@ -75,7 +75,8 @@ def _describe_run(config, run, dataset, parts, split_path, model, spec, replicas
             "n_images": len(dataset),
             "import_report": {
                 "loaded": dataset.report.n_loaded,
-                "skipped": dict(dataset.report.skipped),
+                "skipped": dict(dataset.report.skipped),  # pictures left out, by reason
+                "blank_labels": dataset.report.blank_counts(),  # attribute -> reason -> n
             },
             "split_file": str(split_path),
             "split_copy": "split.csv",  # the same split, kept with the run
