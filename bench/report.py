@@ -204,6 +204,30 @@ def markdown(results: dict, gpu: dict | None = None) -> str:
                     f"- opening Predict after {a['browse_s']} s on the Dataset page (the models "
                     f"warm up in the background meanwhile): {_f(a['predict_after_browsing_s'], 2)} s"
                 )
+        if "load" in entry:
+            d = entry["load"]
+            on = entry.get("measured_on", {}).get("load")
+            lines += [
+                "",
+                f"### 6. Load: {d['sessions']} sessions on Predict at once while a run trains"
+                + (f" ({on['cpu']}, {on['cores']} cores)" if on else ""),
+                "",
+                f"Each of {d['rounds']} rounds: a fresh server, a small cnn_custom run training "
+                "beside it (48 px, 2 steps an epoch), and the sessions (Chromium contexts) "
+                "uploading one 1024x768 photo at once after the run's first epoch "
+                "(tests/test_browser_load.py's helper). Seconds from the upload to the four "
+                f"labels shown, over all {len(d['seconds'])} sessions:",
+                "",
+                f"- median {_f(d['median_s'], 2)} s, worst {_f(d['worst_s'], 2)} s "
+                f"(best {_f(min(d['seconds']), 2)} s)",
+                "- the run's epoch when each round's sessions were done: "
+                + ", ".join(str(e) for e in d["run_epoch_when_done"]),
+            ]
+            if "alone_median_s" in d:
+                lines.append(
+                    "- for scale, one session alone on the same warm server with nothing "
+                    f"training: {_f(d['alone_median_s'], 2)} s (median of the rounds)"
+                )
     if gpu:
         lines += gpu_markdown(gpu, results.get("cpu", {}).get("train"))
     return "\n".join(lines) + "\n"

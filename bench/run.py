@@ -10,6 +10,8 @@ script run, side by side, and the ratio is reported. Sections (run a subset with
     ratio     cnn_custom and resnet50: training through the pipeline vs from tensors in memory
     memory    peak RSS of training over 5,000 / 15,000 / 30,000 pictures at 224 px
     app       streamlit start to first HTTP answer; Predict page to first prediction (browser)
+    load      8 browser sessions upload a photo on Predict at once while a run trains: seconds
+              from upload to the four labels, median and worst (tests/test_browser_load.py's helper)
 """
 
 from __future__ import annotations
@@ -495,6 +497,79 @@ def bench_app(repeats: int = 3) -> dict:
     return out
 
 
+# --- 6. load -------------------------------------------------------------------------------------
+LOAD_SESSIONS = 8
+LOAD_ROUNDS = 3  # a fresh server and a fresh training run each
+LOAD_EPOCHS = 500  # the run must outlast the sessions; it is stopped once they are done
+
+
+def _first_epoch(run, timeout: float = 300) -> None:
+    """Wait until the run has finished an epoch and is still training."""
+    deadline = time.monotonic() + timeout
+    while not (run.state == "running" and run.history):
+        if run.state not in ("queued", "running") or time.monotonic() > deadline:
+            raise RuntimeError(f"the run did not train: {run.status}")
+        time.sleep(0.25)
+
+
+def bench_load(rounds: int = LOAD_ROUNDS) -> dict:
+    """What tests/test_browser_load.py checks, timed with its helper (tests/browser.py): per
+    round, a fresh server, a small run training beside it, and LOAD_SESSIONS browser sessions
+    uploading one photo on Predict at once once the run's first epoch is done."""
+    sys.path.insert(0, str(PROJECT / "tests"))
+    from browser import (
+        CHROMIUM,
+        CHROMIUM_ARGS,
+        LABEL_TITLES,
+        launch_small_run,
+        portrait_photo,
+        predict_in_sessions,
+        served_app,
+    )
+    from playwright.sync_api import sync_playwright
+
+    data = synthetic(200, 128)
+    photo = portrait_photo(data / "1.png", WORK / "load-photo.jpg")
+    times, epochs, alone = [], [], []
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        for _ in range(rounds):
+            state = Path(tempfile.mkdtemp(prefix="bench_load_"))
+            with served_app(data, state) as url:
+                run = launch_small_run(data, state / "runs", LOAD_EPOCHS)
+                try:
+                    seen = predict_in_sessions(
+                        browser, url, photo, LOAD_SESSIONS, lambda run=run: _first_epoch(run)
+                    )
+                    if run.state != "running":
+                        raise RuntimeError(f"the run ended before the sessions: {run.status}")
+                    for s in seen:
+                        if s.exception or s.labels != list(LABEL_TITLES):
+                            raise RuntimeError(f"a session failed: {s}")
+                    times += [s.seconds for s in seen]
+                    epochs.append(len(run.history))
+                finally:
+                    run.request_stop()
+                    deadline = time.monotonic() + 120
+                    while run.state in ("queued", "running") and time.monotonic() < deadline:
+                        time.sleep(0.5)
+                # for scale: one session alone on the same warm server, nothing training
+                alone += [s.seconds for s in predict_in_sessions(browser, url, photo, 1)]
+            shutil.rmtree(state, ignore_errors=True)
+        browser.close()
+    out = {
+        "sessions": LOAD_SESSIONS,
+        "rounds": rounds,
+        "median_s": statistics.median(times),
+        "worst_s": max(times),
+        "seconds": [round(t, 3) for t in times],
+        "run_epoch_when_done": epochs,
+        "alone_median_s": statistics.median(alone),
+    }
+    print("load", out, flush=True)
+    return out
+
+
 SECTIONS = {
     "predict": bench_predict,
     "pipeline": bench_pipeline,
@@ -502,6 +577,7 @@ SECTIONS = {
     "ratio": bench_ratio,
     "memory": bench_memory,
     "app": bench_app,
+    "load": bench_load,
 }
 
 
@@ -521,11 +597,20 @@ def main() -> None:
     path = HERE / "results.json"
     results = json.loads(path.read_text()) if path.exists() else {}
     entry = results.setdefault(args.label, {})
-    entry["machine"] = machine()
-    entry["date"] = time.strftime("%Y-%m-%d %H:%M")
-    for name in args.only.split(","):
+    names = args.only.split(",")
+    here = machine()
+    # The entry's machine is the one its other sections ran on: a subset measured elsewhere
+    # records its own machine (measured_on) rather than relabelling figures it did not make.
+    if set(names) >= set(SECTIONS) or entry.get("machine", here) == here:
+        entry["machine"] = here
+        entry["date"] = time.strftime("%Y-%m-%d %H:%M")
+    for name in names:
         entry[name] = SECTIONS[name]()
         entry.setdefault("measured", {})[name] = time.strftime("%Y-%m-%d %H:%M")
+        if here != entry["machine"]:
+            entry.setdefault("measured_on", {})[name] = here
+        else:
+            entry.get("measured_on", {}).pop(name, None)
         write_report(results)  # keep what is measured even if a later section fails
 
 

@@ -48,6 +48,9 @@ RESOLVED_KEY = "data_path_resolved"  # the path in use, for pages that need it (
 PROBLEM_KEY = "data_problem"  # why no data set is loaded, for the page's main area
 
 
+_PAGES_MODE_CHECKED = False
+
+
 def _leave_pages_directory_mode() -> None:
     """Rerun through app.py when Streamlit ran this page directly as an old-style pages/ app.
 
@@ -58,7 +61,18 @@ def _leave_pages_directory_mode() -> None:
     Turning the flag off and rerunning sends that request through app.py's st.navigation,
     which opens the same page. (Renaming pages/ would avoid this; see the streamlit repo's
     PR #10276 discussion.) A no-op when Streamlit's internals differ.
+
+    Called by choose_dataset, which every page calls near its top, once per process (the mode
+    is decided by a server's first run), not at this module's import: a rerun raised while the
+    module was being imported left it half-imported for the sessions importing it at the same
+    moment ("cannot import name 'choose_dataset'": 2 to 7 of 8 sessions opened on a fresh server
+    at once, tests/test_browser_load.py). Not on every run either: AppTest starts each run in
+    that mode, and the rerun swallowed a button's click.
     """
+    global _PAGES_MODE_CHECKED
+    if _PAGES_MODE_CHECKED:
+        return
+    _PAGES_MODE_CHECKED = True
     try:
         from streamlit.runtime.pages_manager import PagesManager
     except ImportError:
@@ -66,9 +80,6 @@ def _leave_pages_directory_mode() -> None:
     if getattr(PagesManager, "uses_pages_directory", None):
         PagesManager.uses_pages_directory = False
         st.rerun()
-
-
-_leave_pages_directory_mode()
 
 
 @st.cache_data(show_spinner="Reading the data set…", max_entries=4)
@@ -176,6 +187,7 @@ def choose_dataset() -> Dataset | None:
     Also stores the resolved path in st.session_state["data_path_resolved"] (None when no data
     set is loaded), for pages that pass it on, e.g. to a training run.
     """
+    _leave_pages_directory_mode()
     _keep_across_pages()
     st.session_state[RESOLVED_KEY] = None
     st.session_state[PROBLEM_KEY] = None

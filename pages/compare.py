@@ -139,9 +139,24 @@ if not runs:
     st.stop()
 by_id = {r.id: r for r in runs}
 board = leaderboard()
+damaged = rv.damaged_runs(runs)
+if damaged:
+    st.warning(
+        "**Some run folders are damaged**; what can be read of them is shown below, the rest "
+        "is left out:\n\n"
+        + "\n".join(f"- `{i}`: {'; '.join(problems)}" for i, problems in damaged.items()),
+        icon=":material/warning:",
+    )
 
 # --- leaderboard -----------------------------------------------------------------------------------
 st.header("Leaderboard")
+failed = {r.id: r.status.get("error") for r in runs if r.state == "failed"}
+if failed:
+    st.caption(
+        "Failed, so not on the leaderboard: "
+        + "; ".join(f"`{i}` ({error or 'no reason given'})" for i, error in failed.items())
+        + ". The Train page shows each one's log."
+    )
 if board.empty:
     st.info("No run has finished yet: the leaderboard fills in as runs end with test metrics.")
     st.page_link("pages/train.py", label="Go to Train", icon=":material/model_training:")

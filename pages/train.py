@@ -16,7 +16,7 @@ from pages.common import METRIC_COLUMNS, RESOLVED_KEY, choose_dataset
 from portrait_core import run_view as rv
 from portrait_core.schema import ATTRIBUTE_KEYS, ATTRIBUTES
 from portrait_core.training.launch import launch_training
-from portrait_core.training.runs import FINAL_STATES, Run
+from portrait_core.training.runs import FINAL_STATES, PROCESS_DIED, Run
 
 LIVE_EVERY_S = 1.5  # the selected run's view refreshes this often (the issue asks for <= 2 s)
 WATCH_EVERY_S = 3.0  # new runs (another tab, the CLI) and state changes appear this fast
@@ -345,15 +345,22 @@ def metrics_section(run: Run) -> None:
 
 def run_details(run: Run) -> None:
     """The selected run: state, progress, time, Stop, curves; its metrics or error once over."""
-    status, history = run.status, run.history
+    status, history = run.status, run.history  # a process that died reads as failed here
     state = run.state
-    status["state"] = state  # a process that died unannounced reads as failed
+    status["state"] = state  # one reading: the process may end between the two
     p = rv.progress(status, history)
     request = rv.run_request(run)
     active = state in ("queued", "running")
 
-    icon, colour = STATE_BADGES.get(state, (None, "gray"))
+    icon, colour = STATE_BADGES.get(state, (":material/help:", "gray"))
     st.badge(state, icon=icon, color=colour)
+    problems = run.problems
+    if problems:
+        st.warning(
+            "**Something is wrong with this run's folder** (the rest is shown as far as it can "
+            "be read):\n\n" + "\n".join(f"- {p}" for p in problems),
+            icon=":material/warning:",
+        )
     cols = st.columns(4)
     cols[0].metric("Epoch", f"{p['epoch']} / {p['epochs'] or request.get('epochs', '?')}")
     cols[1].metric("Elapsed", rv.format_duration(p["elapsed_s"]))
@@ -391,11 +398,18 @@ def run_details(run: Run) -> None:
         st.caption("The learning curves appear when the first epoch ends.")
 
     if state == "failed":
-        error = status.get("error") or "the training process ended without saying why"
-        st.error(
-            f"**This run failed:** {error}\n\n"
-            "Fix what the message names (settings, data set, weights) and start a new run."
-        )
+        error = str(status.get("error") or "the training process ended without saying why")
+        if error == PROCESS_DIED:
+            advice = (
+                "It was killed (by hand, or for want of memory), or the machine restarted, "
+                "before it could say why. The end of its log may tell more; start a new run."
+            )
+        else:
+            advice = "Fix what the message names (settings, data set, weights) and start a new run."
+        st.error(f"**This run failed:** {error.rstrip('.')}.\n\n{advice}")
+        best = rv.best_epoch(history)
+        if run.model_file.exists() and best:
+            st.caption(f"Its best model so far (epoch {best}) was kept: Predict can use it.")
         tail = rv.log_tail(run)
         if tail:
             with st.expander("The end of the run's log"):
@@ -445,14 +459,18 @@ by_id = dict(zip(ids, runs, strict=True))
 states = {r.id: r.state for r in runs}
 if st.session_state.get("run_select") not in ids:
     st.session_state["run_select"] = ids[0]
+frame = rv.runs_frame(runs)
+if not frame["problems"].any():
+    frame = frame.drop(columns="problems")
 st.dataframe(
-    rv.runs_frame(runs),
+    frame,
     hide_index=True,
     key="runs_table",
     height=min(38 + 35 * len(runs), 260),
     column_config={
         "run": st.column_config.TextColumn("run", width="large"),
         "started": st.column_config.DatetimeColumn(format="D MMM, HH:mm:ss"),
+        "problems": st.column_config.TextColumn("problems", width="large"),
     },
 )
 pick, about = st.columns([2, 3], vertical_alignment="bottom")

@@ -16,12 +16,14 @@ RANK_BY = "balanced_accuracy"  # plain accuracy rewards answering the majority c
 
 
 def leaderboard(runs_root: str | Path | None = None) -> pd.DataFrame:
+    """One row per run and scored attribute. A run whose metrics or config cannot be read is
+    left out (Run.problems says why); it never takes the other runs down with it."""
     rows = []
     for run in RunStore(runs_root or RUNS).list():
         metrics, config = run.metrics, run.config
         if not metrics or not config:
             continue
-        train = config.get("train", {})
+        train, data = _object(config.get("train")), _object(config.get("data"))
         for attr, m in metrics.get("attributes", {}).items():
             if not m.get("n"):
                 continue
@@ -31,7 +33,7 @@ def leaderboard(runs_root: str | Path | None = None) -> pd.DataFrame:
                     "state": run.state,
                     "model": train.get("model"),
                     "attribute": attr,
-                    "data": Path(config.get("data", {}).get("path", "")).name,
+                    "data": Path(str(data.get("path", ""))).name,
                     "image_size": train.get("image_size"),
                     "accuracy": m["accuracy"],
                     "balanced_accuracy": m["balanced_accuracy"],
@@ -44,6 +46,10 @@ def leaderboard(runs_root: str | Path | None = None) -> pd.DataFrame:
                 }
             )
     return pd.DataFrame(rows)
+
+
+def _object(value) -> dict:
+    return value if isinstance(value, dict) else {}
 
 
 def best_runs(board: pd.DataFrame) -> dict[str, str]:

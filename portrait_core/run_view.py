@@ -271,7 +271,8 @@ def per_class_frame(metrics: dict, attribute: str) -> pd.DataFrame:
 
 # --- runs as a table -------------------------------------------------------------------------------
 def runs_frame(runs: list[Run], now: float | None = None) -> pd.DataFrame:
-    """One row per run (newest first): what the Train page's list shows."""
+    """One row per run (newest first): what the Train page's list shows, with what is wrong
+    with a run's folder in `problems` ('' when nothing is)."""
     now = time.time() if now is None else now
     rows = []
     for run in runs:
@@ -287,11 +288,28 @@ def runs_frame(runs: list[Run], now: float | None = None) -> pd.DataFrame:
                 "attributes": ", ".join(request.get("attributes") or []),
                 "epoch": f"{status.get('epoch', 0)}/{epochs or '?'}",
                 "started": datetime.fromtimestamp(started).replace(microsecond=0)
-                if started
+                if isinstance(started, (int, float)) and started
                 else None,
+                "problems": "; ".join(run.problems),
             }
         )
-    return pd.DataFrame(rows, columns=["run", "state", "model", "attributes", "epoch", "started"])
+    columns = ["run", "state", "model", "attributes", "epoch", "started", "problems"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def damaged_runs(runs: list[Run]) -> dict[str, list[str]]:
+    """{run id: what is wrong with its folder} for the runs with something wrong (Run.problems)."""
+    return {run.id: problems for run in runs if (problems := run.problems)}
+
+
+def best_epoch(history: list[dict]) -> int | None:
+    """The epoch with the lowest finite val_loss: the one model.keras holds (BestModelSaver)."""
+    scored = [
+        (row["val_loss"], row["epoch"])
+        for row in history
+        if isinstance(row.get("val_loss"), (int, float)) and math.isfinite(row["val_loss"])
+    ]
+    return min(scored)[1] if scored else None
 
 
 def _request(run: Run) -> dict:
@@ -300,7 +318,8 @@ def _request(run: Run) -> dict:
 
 def run_request(run: Run) -> dict:
     """The run's training settings: config.json's once training began, request.json's before."""
-    return run.config.get("train") or _request(run)
+    train = run.config.get("train")
+    return train if isinstance(train, dict) and train else _request(run)
 
 
 def run_attributes(run: Run) -> tuple[str, ...]:

@@ -198,6 +198,38 @@ def test_runs_frame_and_request_read_a_queued_run_before_its_config_exists(tmp_p
     assert rv.log_tail(run) == ""
     (run.path / "train.log").write_text("".join(f"line {i}\n" for i in range(40)))
     assert rv.log_tail(run, 3) == "line 37\nline 38\nline 39"
+    assert frame.loc[0, "problems"] == ""
+
+
+def test_runs_frame_says_what_is_wrong_with_a_damaged_run_and_only_that_one(tmp_path):
+    store = RunStore(tmp_path)
+    store.create("cnn_custom", ("gender",), run_id="a-healthy")
+    damaged = store.create("cnn_custom", ("gender",), run_id="b-damaged")
+    (damaged.path / "status.json").write_text("[]")
+    (damaged.path / "config.json").write_text('{"train": ["not", "an", "object"]}')
+    (damaged.path / "request.json").write_bytes(b"\xff\xfe garbage")
+    frame = rv.runs_frame(store.list()).set_index("run")
+    assert frame.loc["a-healthy", "problems"] == ""
+    assert frame.loc["a-healthy", "state"] == "queued"
+    assert frame.loc["b-damaged", "state"] == "unknown"
+    assert frame.loc["b-damaged", "problems"] == (
+        "status.json holds a list, not a JSON object; "
+        "request.json is not valid JSON (it is not UTF-8 text)"
+    )
+    assert rv.run_request(damaged) == {}  # config.json's "train" is no object, request.json none
+    assert list(rv.damaged_runs(store.list())) == ["b-damaged"]
+
+
+def test_best_epoch_is_the_one_with_the_lowest_finite_val_loss():
+    assert rv.best_epoch(TWO_HEADS) == 1  # epoch 2's val_loss is null
+    nan = float("nan")
+    history = [
+        epoch(1, 1.0, val_loss=0.5),
+        epoch(2, 1.0, val_loss=0.4),
+        epoch(3, 1.0, val_loss=nan),
+    ]
+    assert rv.best_epoch(history) == 2
+    assert rv.best_epoch([epoch(1, 1.0, loss=0.3)]) is None
 
 
 def test_runs_root_is_read_when_called(monkeypatch, tmp_path):

@@ -21,7 +21,7 @@ from streamlit.testing.v1 import AppTest
 
 from portrait_core import leaderboard, paths
 from portrait_core.schema import ATTRIBUTES
-from portrait_core.training.runs import FINAL_STATES, RunStore, _alive
+from portrait_core.training.runs import FINAL_STATES, RunStore, process_alive
 
 APP = str(paths.PROJECT / "app.py")
 RUN_WAIT_S = 180  # the child process imports TensorFlow (10-30 s on 2 busy cores), then trains
@@ -52,13 +52,13 @@ def runs_dir(monkeypatch, tmp_path, tiny_data):
     yield runs
     for run in RunStore(runs).list():
         pid = run.status.get("pid")
-        if pid == os.getpid() or run.state in FINAL_STATES or not _alive(pid):
+        if pid == os.getpid() or run.state in FINAL_STATES or not process_alive(pid):
             continue  # (a run trained in this process, e.g. trained_run, names this process)
         run.request_stop()
         deadline = time.monotonic() + 30
-        while _alive(pid) and time.monotonic() < deadline:
+        while process_alive(pid) and time.monotonic() < deadline:
             time.sleep(0.5)
-        if _alive(pid):
+        if process_alive(pid):
             os.kill(pid, signal.SIGKILL)
 
 

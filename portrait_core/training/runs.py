@@ -2,7 +2,8 @@
 
     config.json     what reproduces the run: train config, data set, split file, schema version,
                     preprocessing constants
-    status.json     queued / running / completed / failed / cancelled, epoch, batch, error
+    status.json     queued / running / completed / failed / cancelled, epoch, batch, error,
+                    the training process's pid and start time (pid_start)
     history.jsonl   one JSON line per epoch, appended and flushed as the epoch ends
     model.keras     the best model by val_loss, replaced atomically
     mean_image.npy  the zero-centring constant (also inside model.keras)
@@ -11,7 +12,9 @@
     STOP            present = stop requested (written by `stop RUN` or the Stop button)
 
 Every JSON file is written to a temporary name and renamed into place, so a reader (the app,
-polling while training goes on) never sees half a file. TensorFlow is not imported here.
+polling while training goes on) never sees half a file. A folder damaged anyway (a disk that
+filled up, a hand edit, a copy cut short) never breaks a reader: `Run.problems` says in words
+what is wrong, and the file reads as missing. TensorFlow is not imported here.
 """
 
 from __future__ import annotations
@@ -29,6 +32,16 @@ from portrait_core.paths import RUNS
 
 STATES = ("queued", "running", "completed", "failed", "cancelled")
 FINAL_STATES = ("completed", "failed", "cancelled")
+ACTIVE_STATES = ("queued", "running")
+PROCESS_DIED = "the training process died"
+NEVER_STARTED = "the training process never started"
+# A run is created (queued, no pid) a moment before its process starts and its pid is written;
+# only a run without a pid for longer than this has lost its process.
+NO_PID_GRACE_S = 30
+
+
+class BadRunFile(ValueError):
+    """A run file that exists but cannot be used; the message says why, naming the file."""
 
 
 def write_json_atomic(path: Path, data: dict) -> None:
@@ -37,10 +50,35 @@ def write_json_atomic(path: Path, data: dict) -> None:
     os.replace(tmp, path)
 
 
-def read_json(path: Path, default=None):
+def load_json_object(path: Path) -> dict:
+    """The JSON object in `path`.
+
+    Raises FileNotFoundError when it is missing, BadRunFile saying what is wrong when it is
+    unreadable, not UTF-8 text, not JSON, or JSON that is not an object (every run file is one).
+    """
     try:
-        return json.loads(path.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise BadRunFile(f"{path.name} cannot be read ({exc.strerror or exc})") from None
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise BadRunFile(f"{path.name} is not valid JSON (it is not UTF-8 text)") from None
+    except json.JSONDecodeError as exc:
+        raise BadRunFile(f"{path.name} is not valid JSON ({exc.msg}, line {exc.lineno})") from None
+    if not isinstance(data, dict):
+        kind = "a list" if isinstance(data, list) else f"a {type(data).__name__}"
+        raise BadRunFile(f"{path.name} holds {kind}, not a JSON object")
+    return data
+
+
+def read_json(path: Path, default=None):
+    """The JSON object in `path`, or `default` when it is missing or damaged (see load_json_object)."""
+    try:
+        return load_json_object(path)
+    except (FileNotFoundError, BadRunFile):
         return default
 
 
@@ -67,45 +105,112 @@ class Run:
 
     @property
     def status(self) -> dict:
-        return read_json(self.path / "status.json", {"state": "unknown"})
+        """status.json as readers should see it.
+
+        A queued or running run whose process is gone (killed -9, out of memory, the machine
+        restarted) reads as failed at once, with PROCESS_DIED as its error and its last sign of
+        life as its end. A damaged status.json reads as state "unknown" (see `problems`).
+        """
+        status = self._stored_status()
+        if status.get("state") in ACTIVE_STATES:
+            lost = _lost_process(status)
+            if lost:
+                status |= {"state": "failed", "error": lost, "finished": status.get("updated")}
+        return status
+
+    @property
+    def state(self) -> str:
+        state = self.status.get("state")
+        return state if state in STATES else "unknown"
 
     @property
     def metrics(self) -> dict | None:
-        return read_json(self.path / "metrics.json")
+        metrics = read_json(self.path / "metrics.json")
+        return metrics if metrics is not None and _metrics_shape_problem(metrics) is None else None
 
     @property
     def history(self) -> list[dict]:
-        """Epoch records so far; a line still being written (no newline yet) is left out."""
-        try:
-            text = (self.path / "history.jsonl").read_text()
-        except FileNotFoundError:
-            return []
-        rows = []
-        for line in text.split("\n")[:-1] if not text.endswith("\n") else text.splitlines():
+        """Epoch records so far; a line still being written (no newline yet) is left out, and so
+        is any line that is not an epoch record (`problems` names them)."""
+        return self._read_history()[0]
+
+    @property
+    def problems(self) -> list[str]:
+        """What is wrong with this run's folder, in words (empty when nothing is).
+
+        A damaged file reads as missing everywhere else, so that one bad file never breaks a
+        page, and other runs are never affected.
+        """
+        found = []
+        for name in ("status.json", "config.json", "request.json"):
             try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-        return rows
+                load_json_object(self.path / name)
+            except FileNotFoundError:
+                if name == "status.json":  # config.json comes once training starts, and a
+                    found.append("status.json is missing")  # CLI run has no request.json
+            except BadRunFile as exc:
+                found.append(str(exc))
+        state = self.state
+        try:
+            shape = _metrics_shape_problem(load_json_object(self.path / "metrics.json"))
+            if shape:
+                found.append(shape)
+        except FileNotFoundError:
+            if state == "completed":
+                found.append("metrics.json is missing: the run completed without test metrics")
+        except BadRunFile as exc:
+            found.append(str(exc))
+        _, history_problems, half_line = self._read_history()
+        found += history_problems
+        if half_line and state not in ACTIVE_STATES:  # a running run may be writing that line
+            found.append("history.jsonl ends in a half-written line (left out)")
+        return found
 
     @property
     def model_file(self) -> Path:
         return self.path / "model.keras"
 
-    @property
-    def state(self) -> str:
-        status = self.status
-        state = status.get("state", "unknown")
-        if state in ("queued", "running") and not _alive(status.get("pid")):
-            # the process died without saying so (killed -9, machine restarted)
-            started = status.get("updated", 0)
-            if time.time() - started > 30:
-                return "failed"
-        return state
+    def _stored_status(self) -> dict:
+        return read_json(self.path / "status.json", {"state": "unknown"})
+
+    def _read_history(self) -> tuple[list[dict], list[str], bool]:
+        """(epoch records, problems, whether the last line is unfinished)."""
+        try:
+            raw = (self.path / "history.jsonl").read_bytes()
+        except FileNotFoundError:
+            return [], [], False
+        except OSError as exc:
+            return [], [f"history.jsonl cannot be read ({exc.strerror or exc})"], False
+        lines = raw.split(b"\n")
+        half_line = lines.pop().strip() != b""  # whatever follows the last newline
+        rows, bad = [], []
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line.decode("utf-8"))
+            except (UnicodeDecodeError, json.JSONDecodeError):
+                record = None
+            epoch = record.get("epoch") if isinstance(record, dict) else None
+            if isinstance(epoch, int) and not isinstance(epoch, bool):
+                rows.append(record)
+            else:
+                bad.append(number)
+        problems = []
+        if bad:
+            which = ", ".join(map(str, bad[:5])) + (f" and {len(bad) - 5} more" if bad[5:] else "")
+            noun = "line" if len(bad) == 1 else "lines"
+            verb = "is" if len(bad) == 1 else "are"
+            problems.append(f"history.jsonl {noun} {which} {verb} not an epoch record (left out)")
+        return rows, problems, half_line
 
     # --- writing (the trainer) --------------------------------------------------------------
     def set_status(self, **fields) -> None:
-        status = {**self.status, **fields, "updated": time.time()}
+        """Merge fields into status.json. A pid is stored with its process's start time, so a
+        reader can tell that process from a later one given the same pid."""
+        if "pid" in fields:
+            fields["pid_start"] = process_start(fields["pid"])
+        status = {**self._stored_status(), **fields, "updated": time.time()}
         status.setdefault("created", status["updated"])
         write_json_atomic(self.path / "status.json", status)
 
@@ -119,11 +224,11 @@ class Run:
     def request_stop(self) -> None:
         """Ask a running run to stop after its current batch (a file, then SIGTERM to be prompt)."""
         (self.path / "STOP").touch()
-        status = self.status
+        status = self._stored_status()
         if status.get("state") == "queued":
             self.set_status(state="cancelled", error=None)
         pid = status.get("pid")
-        if status.get("state") == "running" and _alive(pid):
+        if status.get("state") == "running" and process_alive(pid, status.get("pid_start")):
             try:
                 os.kill(pid, signal.SIGTERM)
             except (ProcessLookupError, PermissionError):
@@ -134,21 +239,76 @@ class Run:
         return (self.path / "STOP").exists()
 
 
-def _alive(pid) -> bool:
-    if not isinstance(pid, int) or pid <= 0:
+def _lost_process(status: dict) -> str | None:
+    """Why an active run's process is known to be gone, or None while it may still be going."""
+    pid = status.get("pid")
+    if pid is not None:
+        return None if process_alive(pid, status.get("pid_start")) else PROCESS_DIED
+    # no pid: the launcher writes it right after starting the process
+    updated = status.get("updated")
+    if isinstance(updated, (int, float)) and time.time() - updated <= NO_PID_GRACE_S:
+        return None
+    return NEVER_STARTED if status.get("state") == "queued" else PROCESS_DIED
+
+
+def _metrics_shape_problem(metrics: dict) -> str | None:
+    """What makes a metrics.json unusable by the pages and the leaderboard, or None. Only the
+    scores they rank by are checked: the trainer writes the rest along with them."""
+    scores = metrics.get("attributes")
+    if not isinstance(scores, dict):
+        return "metrics.json has no per-attribute scores"
+    for attribute, m in scores.items():
+        numbers = isinstance(m, dict) and all(
+            isinstance(m.get(k), (int, float))
+            for k in ("accuracy", "balanced_accuracy", "macro_f1")
+        )
+        if not isinstance(m, dict) or (
+            m.get("n") and not (numbers and isinstance(m.get("majority_baseline"), dict))
+        ):
+            return f"metrics.json lacks the scores of {attribute}"
+    return None
+
+
+def _proc_stat(pid: int) -> tuple[str, int] | None:
+    """(state letter, start time in clock ticks after boot) of a process, from /proc; None
+    where that cannot be read (no such process, or no /proc: not Linux)."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+        fields = text.rpartition(")")[2].split()  # the command name may hold spaces and ')'
+        return fields[0], int(fields[19])  # fields 3 and 22 of proc(5)
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def process_start(pid) -> int | None:
+    """The start time of process `pid` (clock ticks after boot), or None where it is unknown."""
+    if not _valid_pid(pid):
+        return None
+    stat = _proc_stat(pid)
+    return stat[1] if stat else None
+
+
+def process_alive(pid, started: int | None = None) -> bool:
+    """Whether process `pid` is alive and, where `started` (process_start's answer when the pid
+    was recorded) is known, the same process: a pid freed by a dead process can be given to
+    another one. A zombie (dead, not yet waited for by its parent) counts as dead."""
+    if not _valid_pid(pid):
         return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
+        pass  # another user's process: it exists
+    stat = _proc_stat(pid)
+    if stat is None:  # no /proc: the signal is all there is to go on
         return True
-    # a zombie child of ours counts as dead
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(") ")[-1][:1] != "Z"
-    except OSError:
-        return True
+    state, start = stat
+    return state not in ("Z", "X") and (started is None or start == started)
+
+
+def _valid_pid(pid) -> bool:
+    return isinstance(pid, int) and not isinstance(pid, bool) and 0 < pid < 2**22
 
 
 class RunStore:
