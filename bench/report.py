@@ -228,6 +228,25 @@ def markdown(results: dict, gpu: dict | None = None) -> str:
                     "- for scale, one session alone on the same warm server with nothing "
                     f"training: {_f(d['alone_median_s'], 2)} s (median of the rounds)"
                 )
+        if "cli" in entry:
+            c = entry["cli"]
+            on = entry.get("measured_on", {}).get("cli")
+            lines += [
+                "",
+                f"### 7. The command line (median of {c['repeats']} fresh processes)"
+                + (f" ({on['cpu']}, {on['cores']} cores)" if on else ""),
+                "",
+                "| `python -m portrait_core predict FILE` | seconds | target |",
+                "|---|---|---|",
+                f"| a text file (one line on stderr, exit 2, TensorFlow never imported) | "
+                f"{_f(c['not_an_image_s'], 2)} (worst {_f(c['not_an_image_worst_s'], 2)}) | "
+                f"< {_f(c['target_not_an_image_s'], 0)} {_check(c['not_an_image_worst_s'] < c['target_not_an_image_s'])} |",
+                f"| a 1024x768 photo (imports TensorFlow, loads the default model) | "
+                f"{_f(c['photo_s'], 2)} | |",
+                "",
+                f"The photo takes {_f(c['photo_over_not_an_image'])}x as long: the bad file is "
+                "answered before TensorFlow is imported.",
+            ]
     if gpu:
         lines += gpu_markdown(gpu, results.get("cpu", {}).get("train"))
     return "\n".join(lines) + "\n"

@@ -12,6 +12,8 @@ script run, side by side, and the ratio is reported. Sections (run a subset with
     app       streamlit start to first HTTP answer; Predict page to first prediction (browser)
     load      8 browser sessions upload a photo on Predict at once while a run trains: seconds
               from upload to the four labels, median and worst (tests/test_browser_load.py's helper)
+    cli       `python -m portrait_core predict` in a fresh process: a file that is not an image
+              (answered before TensorFlow is imported) against a real photo
 """
 
 from __future__ import annotations
@@ -72,7 +74,30 @@ def machine() -> dict:
         gpu = out.stdout.strip() or None
     except (OSError, subprocess.TimeoutExpired):
         pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "gpu": gpu, "python": platform.python_version()}
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "gpu": gpu,
+        "python": platform.python_version(),
+        "flags": cpu_flags(),
+    }
+
+
+# The instruction sets that change TensorFlow's CPU kernels (oneDNN picks its code by them).
+NOTABLE_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16")
+NOTABLE_FLAGS += ("amx_tile", "amx_bf16", "amx_int8")
+
+
+def cpu_flags() -> list[str]:
+    """The NOTABLE_FLAGS this CPU has, from /proc/cpuinfo (empty where it cannot be read)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                have = set(line.split(":", 1)[1].split())
+                return [f for f in NOTABLE_FLAGS if f in have]
+    except OSError:
+        pass
+    return []
 
 
 def synthetic(n: int, size: int) -> Path:
@@ -570,6 +595,38 @@ def bench_load(rounds: int = LOAD_ROUNDS) -> dict:
     return out
 
 
+# --- 7. the command line ---------------------------------------------------------------------
+def bench_cli(repeats: int = 5) -> dict:
+    """Wall seconds of `python -m portrait_core predict FILE` as a user runs it, median of
+    `repeats` fresh processes each: a text file (target: well under a second) and a photo."""
+    notes = WORK / "notes.txt"
+    notes.write_text("these are notes, not a picture")
+    photo = WORK / "cli-photo.jpg"
+    photo_1024x768().save(photo, quality=90)
+
+    def seconds(path: Path, code: int) -> float:
+        start = time.perf_counter()
+        done = subprocess.run(
+            [sys.executable, "-m", "portrait_core", "predict", str(path)],
+            cwd=PROJECT, capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        took = time.perf_counter() - start
+        if done.returncode != code or (code == 2 and len(done.stderr.splitlines()) != 1):
+            raise RuntimeError(f"predict {path.name}: exit {done.returncode}, {done.stderr!r}")
+        return took
+
+    bad = [seconds(notes, 2) for _ in range(repeats)]
+    good = [seconds(photo, 0) for _ in range(repeats)]
+    return {
+        "repeats": repeats,
+        "not_an_image_s": statistics.median(bad),
+        "not_an_image_worst_s": max(bad),
+        "photo_s": statistics.median(good),
+        "photo_over_not_an_image": statistics.median(good) / statistics.median(bad),
+        "target_not_an_image_s": 1.0,
+    }
+
+
 SECTIONS = {
     "predict": bench_predict,
     "pipeline": bench_pipeline,
@@ -578,6 +635,7 @@ SECTIONS = {
     "memory": bench_memory,
     "app": bench_app,
     "load": bench_load,
+    "cli": bench_cli,
 }
 
 

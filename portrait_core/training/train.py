@@ -150,10 +150,12 @@ def run_training(config: TrainConfig, run: Run | None = None) -> Run:
 def _train(config: TrainConfig, run: Run):
     import keras
 
-    from portrait_core.evaluate import evaluate_model
+    from portrait_core.calibration import CALIBRATION_FILE, fit_calibration
+    from portrait_core.evaluate import evaluate_model, head_probabilities
     from portrait_core.models import create_model, get_spec
     from portrait_core.models.layers import load_saved_model
     from portrait_core.pipeline import InputPipeline
+    from portrait_core.robustness import evaluate_robustness
     from portrait_core.training.callbacks import BestModelSaver, GracefulStop, RunRecorder
     from portrait_core.training.metrics import losses_and_metrics
     from portrait_core.training.runs import write_json_atomic
@@ -243,8 +245,24 @@ def _train(config: TrainConfig, run: Run):
         model.save(run.model_file)  # val_loss never finite: keep the last model, say so below
     best = load_saved_model(run.model_file)
     run.set_status(evaluating=True)
+    # one temperature per head, fitted on the best model's validation outputs (calibration.py)
+    val_probs, _, _ = head_probabilities(best, pipeline.eval_dataset("val"))
+    calibration = fit_calibration(val_probs, parts["val"].codes)
+    write_json_atomic(run.path / CALIBRATION_FILE, calibration)
     metrics_out = evaluate_model(
-        best, pipeline.eval_dataset("test"), parts["test"].codes, parts["train"].codes
+        best,
+        pipeline.eval_dataset("test"),
+        parts["test"].codes,
+        parts["train"].codes,
+        temperatures=calibration["temperatures"],
+    )
+    metrics_out["robustness"] = evaluate_robustness(
+        best,
+        parts["test"].paths,
+        parts["test"].codes,
+        config.image_size,
+        metrics_out["attributes"],
+        batch_size=config.batch_size,
     )
     metrics_out.update(
         split="test",
@@ -262,13 +280,17 @@ def _train(config: TrainConfig, run: Run):
 def evaluate_run(
     run_id: str | Path, data: str | None = None, runs: str | Path | None = None
 ) -> dict:
-    """Metrics of a run's best model: on its own test split, or on all of another data set."""
+    """Metrics of a run's best model: on its own test split, or on all of another data set,
+    with the calibration error before and after the run's temperatures (where it has them) and
+    the robustness table on the same pictures."""
+    from portrait_core.calibration import read_temperatures
     from portrait_core.data.formats import load_dataset
     from portrait_core.data.table import label_codes
     from portrait_core.evaluate import evaluate_model
     from portrait_core.models.layers import load_saved_model
     from portrait_core.paths import RUNS
     from portrait_core.pipeline import InputPipeline, SplitData
+    from portrait_core.robustness import evaluate_robustness
 
     run = RunStore(runs or RUNS).get(run_id)
     if not run.model_file.exists():
@@ -296,7 +318,22 @@ def evaluate_run(
         batch_size=config.batch_size,
     )
     model = load_saved_model(run.model_file)
-    metrics = evaluate_model(model, pipeline.eval_dataset("test"), evaluated.codes, train_codes)
+    metrics = evaluate_model(
+        model,
+        pipeline.eval_dataset("test"),
+        evaluated.codes,
+        train_codes,
+        temperatures=read_temperatures(run.path),
+    )
+    metrics["robustness"] = evaluate_robustness(
+        model,
+        evaluated.paths,
+        evaluated.codes,
+        config.image_size,
+        metrics["attributes"],
+        split=split,
+        batch_size=config.batch_size,
+    )
     trained = run.metrics or {}
     metrics.update(
         split=split,
