@@ -28,6 +28,22 @@ AUTOTUNE = tf.data.AUTOTUNE
 ROTATION_DEGREES = 15
 SHIFT = 0.15
 ZOOM = 0.15
+# The "photo" augmentation, for real photos as people upload them: the study's geometry
+# (milder rotation, zoom in and out), colour and light, and the losses a photo suffers on its way
+# (blur, a lower resolution blown up, JPEG artefacts), each on a share of the batches. The
+# robustness evaluation (robustness.py) degrades test pictures in the same kinds of ways, at
+# fixed strengths.
+PHOTO = {
+    "rotation_degrees": 10,
+    "shift": 0.08,
+    "zoom": (-0.2, 0.15),  # negative: zoom in, a random crop of the face
+    "brightness": 0.3,  # up to +-30 % of the 0..255 range
+    "contrast": 0.3,
+    "saturation": (0.3, 0.7),  # Keras' scale: 0.5 keeps the colours
+    "blur_share": 0.25,  # of the batches: a Gaussian blur, sigma up to 2 px at 128 px
+    "low_resolution_share": 0.3,  # of the batches: down-scaled 1.5-4x, then back up
+    "jpeg_share": 0.3,  # of the batches: each picture JPEG-compressed at quality 15-75
+}
 
 # Decoded uint8 pictures are cached in memory up to 1 GiB for the whole run (all splits together,
 # first come first served: train, then val); beyond that, in a cache file. The test split is read
@@ -91,10 +107,63 @@ def labelled_mean_weights(x, y: dict, w: dict):
     return x, y, scaled
 
 
-def augmenter(seed: int):
-    """The study's augmentation as Keras preprocessing layers, run inside tf.data on batches."""
+def _photo_losses(seed: int):
+    """A batch function: lower resolution and JPEG artefacts on a share of the batches."""
+    p = PHOTO
+
+    def lower_resolution(x):
+        size = tf.shape(x)[1:3]
+        factor = tf.random.uniform([], 1.5, 4.0, seed=seed)
+        small = tf.maximum(tf.cast(tf.cast(size, tf.float32) / factor, tf.int32), 8)
+        down = tf.image.resize(x, small, method="area")
+        return tf.image.resize(down, size, method="bilinear")
+
+    def jpeg(x):
+        def one(image):
+            quality = tf.random.uniform([], 15, 76, dtype=tf.int32, seed=seed + 2)
+            return tf.image.adjust_jpeg_quality(image / 255.0, quality) * 255.0
+
+        return tf.map_fn(one, x)
+
+    def apply(x):
+        roll = tf.random.uniform([2], seed=seed + 1)
+        x = tf.cond(roll[0] < p["low_resolution_share"], lambda: lower_resolution(x), lambda: x)
+        x = tf.cond(roll[1] < p["jpeg_share"], lambda: jpeg(x), lambda: x)
+        return tf.clip_by_value(x, 0.0, 255.0)
+
+    return apply
+
+
+def augmenter(seed: int, kind: str = "study"):
+    """The study's augmentation ("study") or the one for real photos ("photo", see PHOTO), as
+    Keras preprocessing layers and tf ops, run inside tf.data on float batches (0..255)."""
     import keras
 
+    if kind == "photo":
+        p = PHOTO
+        layers = keras.Sequential(
+            [
+                keras.layers.RandomRotation(
+                    p["rotation_degrees"] / 360, fill_mode="constant", seed=seed
+                ),
+                keras.layers.RandomTranslation(
+                    p["shift"], p["shift"], fill_mode="constant", seed=seed + 1
+                ),
+                keras.layers.RandomZoom(p["zoom"], fill_mode="constant", seed=seed + 2),
+                keras.layers.RandomFlip("horizontal", seed=seed + 3),
+                keras.layers.RandomBrightness(p["brightness"], (0, 255), seed=seed + 4),
+                keras.layers.RandomContrast(p["contrast"], (0, 255), seed=seed + 5),
+                keras.layers.RandomSaturation(p["saturation"], (0, 255), seed=seed + 6),
+                keras.layers.RandomGaussianBlur(
+                    factor=p["blur_share"], sigma=(0.1, 2.0), value_range=(0, 255), seed=seed + 7
+                ),
+            ],
+            name="augment_photo",
+        )
+        losses = _photo_losses(seed + 8)
+        return lambda x, training=True: losses(layers(x, training=training))
+    if kind != "study":
+        raise ValueError(f"augmentation must be 'study' or 'photo', not {kind!r}")
     return keras.Sequential(
         [
             keras.layers.RandomRotation(ROTATION_DEGREES / 360, fill_mode="constant", seed=seed),
@@ -148,6 +217,7 @@ class InputPipeline:
     batch_size: int = 32
     seed: int = 0
     augment: bool = True
+    augmentation: str = "study"  # "study" or "photo" (augmenter)
     balance: tuple[str, int] | None = None  # (attribute, target count per class) to oversample
     weight_classes: bool = True
     cache_dir: Path | None = None  # where file caches go; a temp folder when None
@@ -275,7 +345,7 @@ class InputPipeline:
         ds = ds.batch(self.batch_size, drop_remainder=self.drop_remainder)
         ds = ds.map(labelled_mean_weights)
         if self.augment:
-            layers = augmenter(self.seed)
+            layers = augmenter(self.seed, self.augmentation)
             ds = ds.map(
                 lambda x, y, w: (layers(tf.cast(x, tf.float32), training=True), y, w),
                 num_parallel_calls=AUTOTUNE,

@@ -87,4 +87,10 @@ def softmax_heads(features, attributes, hidden: Callable | None = None) -> dict:
 
 def _load_builders() -> None:
     # Importing the modules runs their @register_model decorators (one file per architecture).
-    from portrait_core.models import alexnet, cnn_custom, mlp_custom, resnet50  # noqa: F401
+    from portrait_core.models import (  # noqa: F401
+        alexnet,
+        cnn_custom,
+        mlp_custom,
+        resnet50,
+        small_resnet,
+    )

@@ -15,6 +15,9 @@ from portrait_core.paths import RUNS
 from portrait_core.schema import ATTRIBUTE_KEYS, parse_attributes
 
 DISTRIBUTE = ("none", "mirrored")
+OPTIMIZERS = ("adam", "adamw")
+SCHEDULES = ("plateau", "cosine")
+AUGMENTATIONS = ("study", "photo")
 
 
 @dataclass
@@ -30,7 +33,15 @@ class TrainConfig:
     )
     epochs: int = 20
     batch_size: int = 32
-    lr: float = 1e-3  # Adam's learning rate
+    lr: float = 1e-3  # the optimizer's (peak) learning rate
+    # "adam" (the study), or "adamw": Adam with decoupled weight decay (Loshchilov & Hutter 2019)
+    optimizer: str = "adam"
+    weight_decay: float = 0.0  # adamw's decay per step, times the learning rate
+    # "plateau": cut the rate by lr_factor when val_loss stalls (the study); "cosine": warm up
+    # for warmup_epochs, then follow a cosine from lr to 0 over the remaining epochs
+    schedule: str = "plateau"
+    warmup_epochs: int = 0  # at most epochs - 1 are used: a run of 2 epochs warms up for 1
+    label_smoothing: float = 0.0  # share of each target spread over the other classes
     early_stop_patience: int = 3  # epochs without val_loss improvement (the study: 3)
     lr_patience: int = 1  # ReduceLROnPlateau patience (the study: 1)
     lr_factor: float = 0.2  # ReduceLROnPlateau factor (the study: 0.2)
@@ -39,7 +50,10 @@ class TrainConfig:
         None  # "hairstyle" or "hairstyle:2000": oversample that attribute's classes
     )
     class_weights: bool = True  # per-head sample weights against class imbalance
-    augment: bool = True  # the study's augmentation on training batches
+    augment: bool = True  # augmentation on training batches
+    # "study": rotation, shifts, zoom, flips (the study's); "photo": also random crops, colour,
+    # blur, lower resolution and JPEG artefacts, as uploaded photos have (pipeline.py)
+    augmentation: str = "study"
     seed: int = 0  # split, shuffling, augmentation and weight initialisation
     split: tuple[float, float, float] = (0.70, 0.15, 0.15)
     max_steps_per_epoch: int | None = None  # cap for quick trials and tests; None = whole split
@@ -61,6 +75,21 @@ class TrainConfig:
             raise ValueError(f"preset must be 'default' or 'study', not {self.preset!r}")
         if self.balance:
             self.balance_target()  # validates
+        for name, allowed in (
+            ("optimizer", OPTIMIZERS),
+            ("schedule", SCHEDULES),
+            ("augmentation", AUGMENTATIONS),
+        ):
+            if getattr(self, name) not in allowed:
+                raise ValueError(
+                    f"{name} must be one of {', '.join(allowed)}, not {getattr(self, name)!r}"
+                )
+        if not (0 <= self.label_smoothing < 1):
+            raise ValueError(f"label_smoothing must be in [0, 1), not {self.label_smoothing!r}")
+        if not (0 <= self.weight_decay < 1):
+            raise ValueError(f"weight_decay must be in [0, 1), not {self.weight_decay!r}")
+        if self.warmup_epochs < 0:
+            raise ValueError(f"warmup_epochs must be 0 or more, not {self.warmup_epochs!r}")
         if self.distribute not in DISTRIBUTE:
             raise ValueError(
                 f"distribute must be one of {', '.join(DISTRIBUTE)}, not {self.distribute!r}"
@@ -114,6 +143,11 @@ _TYPES = {
     "epochs": int,
     "batch_size": int,
     "lr": (float, int),
+    "optimizer": str,
+    "weight_decay": (float, int),
+    "schedule": str,
+    "warmup_epochs": int,
+    "label_smoothing": (float, int),
     "early_stop_patience": int,
     "lr_patience": int,
     "lr_factor": (float, int),
@@ -121,6 +155,7 @@ _TYPES = {
     "balance": str,
     "class_weights": bool,
     "augment": bool,
+    "augmentation": str,
     "seed": int,
     "split": (list, tuple),
     "max_steps_per_epoch": int,

@@ -38,18 +38,29 @@ class MaskedSparseCrossentropy(keras.losses.Loss):
     pictures in it), so the result is the mean over the labelled pictures of the global batch.
     """
 
-    def __init__(self, name: str = "masked_sparse_crossentropy", **kw):
+    def __init__(
+        self, label_smoothing: float = 0.0, name: str = "masked_sparse_crossentropy", **kw
+    ):
         super().__init__(name=name, **kw)
+        self.label_smoothing = float(label_smoothing)
 
     def call(self, y_true, y_pred):
         y_true = ops.reshape(ops.cast(y_true, "int32"), (-1,))
         labelled = ops.greater_equal(y_true, 0)
         loss = keras.losses.sparse_categorical_crossentropy(ops.maximum(y_true, 0), y_pred)
+        if self.label_smoothing:
+            # the target (1 - e) on the label plus e spread evenly over all k classes
+            log_p = ops.log(ops.clip(y_pred, keras.backend.epsilon(), 1.0))
+            spread = -ops.mean(log_p, axis=-1)
+            loss = (1.0 - self.label_smoothing) * loss + self.label_smoothing * spread
         return ops.where(labelled, loss, ops.zeros_like(loss))
 
+    def get_config(self) -> dict:
+        return {**super().get_config(), "label_smoothing": self.label_smoothing}
 
-def losses_and_metrics(attributes) -> tuple[dict, dict]:
+
+def losses_and_metrics(attributes, label_smoothing: float = 0.0) -> tuple[dict, dict]:
     """Per-head losses that ignore class -1, and per-head labelled accuracy."""
-    losses = {a: MaskedSparseCrossentropy() for a in attributes}
+    losses = {a: MaskedSparseCrossentropy(label_smoothing) for a in attributes}
     metrics = {a: [LabelledAccuracy()] for a in attributes}
     return losses, metrics

@@ -60,12 +60,17 @@ def _describe_run(config, run, dataset, parts, split_path, model, spec, replicas
             "letterbox": "longer side scaled to image_size, padded to a square, centred on black",
             "mean_image": "mean_image.npy (also inside model.keras, layer zero_centre)",
             "scale": "(x - mean_image) / 255",
-            "augmentation": {
-                "rotation_degrees": pl.ROTATION_DEGREES,
-                "shift": pl.SHIFT,
-                "zoom": pl.ZOOM,
-                "horizontal_flip": True,
-            }
+            "augmentation": (
+                {"kind": "photo", **pl.PHOTO, "horizontal_flip": True}
+                if config.augmentation == "photo"
+                else {
+                    "kind": "study",
+                    "rotation_degrees": pl.ROTATION_DEGREES,
+                    "shift": pl.SHIFT,
+                    "zoom": pl.ZOOM,
+                    "horizontal_flip": True,
+                }
+            )
             if config.augment
             else None,
         },
@@ -184,6 +189,7 @@ def _train(config: TrainConfig, run: Run):
         batch_size=config.batch_size,
         seed=config.seed,
         augment=config.augment,
+        augmentation=config.augmentation,
         balance=balance,
         weight_classes=config.class_weights,
         cache_dir=run.path / "cache",
@@ -206,14 +212,14 @@ def _train(config: TrainConfig, run: Run):
         _describe_run(config, run, dataset, parts, split_path, model, spec, replicas),
     )
 
-    losses, metrics = losses_and_metrics(config.attributes)
-    with scope():
-        model.compile(optimizer=keras.optimizers.Adam(config.lr), loss=losses, metrics=metrics)
+    losses, metrics = losses_and_metrics(config.attributes, config.label_smoothing)
     steps = pipeline.steps_per_epoch()
     train_ds = pipeline.train_dataset()
     if config.max_steps_per_epoch:
         steps = min(steps, config.max_steps_per_epoch)
         train_ds = train_ds.take(steps)
+    with scope():
+        model.compile(optimizer=optimizer_for(config, steps), loss=losses, metrics=metrics)
     stopper = GracefulStop(run)
     saver = BestModelSaver(run.model_file)
     callbacks = [
@@ -223,8 +229,14 @@ def _train(config: TrainConfig, run: Run):
         keras.callbacks.EarlyStopping(
             "val_loss", patience=config.early_stop_patience, restore_best_weights=True
         ),
-        keras.callbacks.ReduceLROnPlateau(
-            "val_loss", factor=config.lr_factor, patience=config.lr_patience, min_lr=1e-6
+        *(
+            [
+                keras.callbacks.ReduceLROnPlateau(
+                    "val_loss", factor=config.lr_factor, patience=config.lr_patience, min_lr=1e-6
+                )
+            ]
+            if config.schedule == "plateau"
+            else []  # the cosine schedule sets the rate itself, step by step
         ),
         keras.callbacks.TensorBoard(
             str(run.path / "tensorboard"), write_graph=False, profile_batch=0
@@ -275,6 +287,32 @@ def _train(config: TrainConfig, run: Run):
     state = "cancelled" if stopper.requested else "completed"
     run.set_status(state=state, finished=time.time(), evaluating=False)
     return pipeline
+
+
+def optimizer_for(config: TrainConfig, steps_per_epoch: int):
+    """The config's optimizer, with its learning-rate schedule for `steps_per_epoch` steps.
+
+    cosine: a linear warm-up from 0 to lr over warmup_epochs, then a cosine down to 0 at the
+    last step (Loshchilov & Hutter 2017, without restarts). adamw leaves batch-norm parameters
+    and biases out of the weight decay, as is usual: shrinking them regularises nothing.
+    """
+    import keras
+
+    lr = config.lr
+    if config.schedule == "cosine":
+        warm_epochs = min(config.warmup_epochs, config.epochs - 1)
+        warm = warm_epochs * steps_per_epoch
+        lr = keras.optimizers.schedules.CosineDecay(
+            initial_learning_rate=0.0 if warm else config.lr,
+            decay_steps=max(1, (config.epochs - warm_epochs) * steps_per_epoch),
+            warmup_target=config.lr if warm else None,
+            warmup_steps=warm,
+        )
+    if config.optimizer == "adamw":
+        optimizer = keras.optimizers.AdamW(lr, weight_decay=config.weight_decay)
+        optimizer.exclude_from_weight_decay(var_names=["_bn", "bias"])
+        return optimizer
+    return keras.optimizers.Adam(lr)
 
 
 def evaluate_run(

@@ -1,0 +1,107 @@
+"""The real-faces recipe's parts: small_resnet's preset, AdamW with a warm-up and a cosine,
+label smoothing that still ignores missing labels, and the photo augmentation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from portrait_core.training.config import TrainConfig, make_config
+
+
+def test_the_recipe_is_small_resnets_default_preset(synthetic_small):
+    config = make_config(str(synthetic_small), "small_resnet")
+    assert (config.optimizer, config.schedule, config.augmentation) == ("adamw", "cosine", "photo")
+    assert config.label_smoothing > 0 and config.weight_decay > 0 and config.warmup_epochs > 0
+    study = make_config(str(synthetic_small), "small_resnet", "study")
+    assert (study.optimizer, study.schedule, study.augmentation) == ("adam", "plateau", "study")
+    assert study.label_smoothing == 0 and study.batch_size == 125
+    again = TrainConfig.from_dict(config.to_dict())  # request.json / config.json round trip
+    assert again == config
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("optimizer", "sgd", "optimizer must be one of adam, adamw"),
+        ("schedule", "step", "schedule must be one of plateau, cosine"),
+        ("augmentation", "heavy", "augmentation must be one of study, photo"),
+        ("label_smoothing", 1.0, "label_smoothing must be in"),
+        ("weight_decay", -0.1, "weight_decay must be in"),
+        ("warmup_epochs", -1, "warmup_epochs must be 0 or more"),
+    ],
+)
+def test_bad_recipe_settings_are_errors_naming_the_choices(field, value, message):
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(data="x", **{field: value})
+
+
+def test_label_smoothing_spreads_the_target_and_ignores_missing_labels():
+    import keras
+
+    from portrait_core.training.metrics import MaskedSparseCrossentropy
+
+    p = np.array([[0.7, 0.2, 0.1], [0.1, 0.8, 0.1], [0.3, 0.3, 0.4]], np.float32)
+    y = np.array([0, 1, -1])
+    plain = keras.ops.convert_to_numpy(MaskedSparseCrossentropy(reduction=None)(y, p))
+    smooth = keras.ops.convert_to_numpy(MaskedSparseCrossentropy(0.1, reduction=None)(y, p))
+    expected_plain = [-np.log(0.7), -np.log(0.8), 0.0]
+    np.testing.assert_allclose(plain, expected_plain, rtol=1e-5)
+    spread = -np.log(p).mean(axis=1)
+    expected = [0.9 * -np.log(0.7) + 0.1 * spread[0], 0.9 * -np.log(0.8) + 0.1 * spread[1], 0.0]
+    np.testing.assert_allclose(smooth, expected, rtol=1e-5)
+    # saved with the model: the setting survives get_config / from_config
+    again = MaskedSparseCrossentropy.from_config(MaskedSparseCrossentropy(0.1).get_config())
+    assert again.label_smoothing == pytest.approx(0.1)
+
+
+def test_cosine_schedule_warms_up_then_falls_to_zero():
+    from portrait_core.training.train import optimizer_for
+
+    config = TrainConfig(
+        data="x", epochs=10, lr=0.01, optimizer="adamw", weight_decay=0.05,
+        schedule="cosine", warmup_epochs=2,
+    )  # fmt: skip
+    optimizer = optimizer_for(config, steps_per_epoch=5)
+    schedule = optimizer._learning_rate  # the schedule object, called with the step
+    rate = [float(schedule(step)) for step in (0, 5, 10, 30, 50)]
+    assert rate[0] == pytest.approx(0.0, abs=1e-9) and rate[1] == pytest.approx(0.005)
+    assert rate[2] == pytest.approx(0.01) and 0 < rate[3] < 0.01
+    assert rate[4] == pytest.approx(0.0, abs=1e-6)
+    assert type(optimizer).__name__ == "AdamW" and optimizer.weight_decay == pytest.approx(0.05)
+    plateau = optimizer_for(TrainConfig(data="x", lr=0.002), steps_per_epoch=5)
+    assert type(plateau).__name__ == "Adam" and float(plateau.learning_rate) == pytest.approx(0.002)
+
+
+def test_photo_augmentation_keeps_shape_and_range_and_changes_pictures():
+    import tensorflow as tf
+
+    from portrait_core.pipeline import augmenter
+
+    rng = np.random.default_rng(0)
+    batch = rng.uniform(0, 255, (16, 48, 48, 3)).astype(np.float32)
+    augment = augmenter(seed=3, kind="photo")
+    out = augment(tf.constant(batch), training=True).numpy()
+    assert out.shape == batch.shape and out.dtype == np.float32
+    assert out.min() >= 0.0 and out.max() <= 255.0
+    assert np.abs(out - batch).mean() > 5  # not the same pictures
+    with pytest.raises(ValueError, match="'study' or 'photo'"):
+        augmenter(seed=3, kind="heavy")
+
+
+def test_a_run_with_the_recipe_trains_and_records_it(synthetic_small, tmp_path):
+    from portrait_core.training.train import run_training
+
+    config = make_config(
+        str(synthetic_small), "small_resnet", image_size=48, epochs=3, batch_size=16,
+        warmup_epochs=1, out=str(tmp_path),
+    )  # fmt: skip
+    run = run_training(config)
+    assert run.status["state"] == "completed", run.status
+    described = run.config
+    assert described["train"]["optimizer"] == "adamw"
+    assert described["preprocessing"]["augmentation"]["kind"] == "photo"
+    rates = [h["learning_rate"] for h in run.history]
+    assert len(rates) == 3 and rates[0] == pytest.approx(config.lr, rel=1e-3)  # warmed up
+    assert rates[2] == pytest.approx(0.0, abs=1e-6)  # the cosine ends at 0
+    assert np.isfinite([h["loss"] for h in run.history]).all()
