@@ -1,24 +1,47 @@
 """Compare: the leaderboard of finished runs, learning curves side by side, confusion matrices,
-per-class precision and recall, the best run per attribute (Predict's default), deleting runs.
+per-class precision and recall, the best run per attribute (Predict's default), calibration
+errors and the robustness table, deleting runs.
 
 Reads run folders only (portrait_core.leaderboard, portrait_core.run_view): no TensorFlow here.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import plotly.graph_objects as go
 import streamlit as st
 
 from pages.common import METRIC_COLUMNS, choose_dataset
 from portrait_core import run_view as rv
+from portrait_core.calibration import ECE_BINS, MIN_PICTURES
 from portrait_core.leaderboard import best_runs, leaderboard
 from portrait_core.schema import ATTRIBUTE_KEYS, ATTRIBUTES
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from pandas.io.formats.style import Styler
 
 CHART_HEIGHT = 340
 RUN_COLOURS = ("#3366CC", "#F29E4C", "#4DAF7C", "#B55D9E", "#E15759", "#76B7B2", "#9C755F")
 MEASURE_COLOURS = {"precision": "#3366CC", "recall": "#F29E4C"}
 TITLES = {a: ATTRIBUTES[a].title for a in ATTRIBUTE_KEYS}
 CURVE_RUNS = 3  # runs drawn by default: the newest few
+ECE_HELP = (
+    f"Expected calibration error on the test split: the pictures are sorted into {ECE_BINS} "
+    "equal-width bins by the probability of their top label, and ECE is the mean, over the "
+    "pictures, of the gap between their bin's accuracy and its mean probability (top-label "
+    "ECE). Lower is better: a model that says 90 % should be right 9 times in 10. *After* "
+    "applies the temperature T fitted on the validation split, softmax(log(p) / T): T > 1 "
+    "tempers over-confident probabilities, T < 1 sharpens timid ones; the label never changes."
+)
+ROBUSTNESS_HELP = (
+    "The test pictures again, degraded the ways uploaded photos are (made small, blurred, "
+    "saved as a poor JPEG, under- and over-exposed), at the model's input size, and scored. "
+    "The drop is the clean score minus the degraded one: positive means worse."
+)
+FLAG_STYLE = "background-color: rgba(225, 87, 89, 0.25); font-weight: 600"
+CALIBRATION_HEADINGS = {"ece_before": "ECE before", "ece_after": "ECE after", "temperature": "T"}
 BOARD_COLUMNS = {
     **METRIC_COLUMNS,
     "run": "run",
@@ -27,6 +50,13 @@ BOARD_COLUMNS = {
     "params": st.column_config.NumberColumn("parameters", format="compact"),
     "train_seconds": st.column_config.NumberColumn("training s", format="%.0f"),
     "ms_per_image": st.column_config.NumberColumn("ms / picture", format="%.1f"),
+    "ece_before": st.column_config.NumberColumn("ECE", format="%.3f", help=ECE_HELP),
+    "ece_after": st.column_config.NumberColumn(
+        "ECE calibrated", format="%.3f", help="The ECE after temperature scaling. " + ECE_HELP
+    ),
+    "temperature": st.column_config.NumberColumn(
+        "T", format="%.2f", help="The temperature fitted on the validation split"
+    ),
 }
 
 # scores first; the long run id last (it scrolls into view; the best-run table shows it too)
@@ -37,6 +67,9 @@ BOARD_ORDER = [
     "accuracy",
     "macro_f1",
     "majority_baseline",
+    "ece_before",
+    "ece_after",
+    "temperature",
     "data",
     "image_size",
     "params",
@@ -45,6 +78,13 @@ BOARD_ORDER = [
     "n_test",
     "run",
 ]
+
+
+def flagged(table: pd.DataFrame, worse: pd.DataFrame) -> Styler:
+    """Scores to 3 places, drops signed, the cells whose drop is over the flag shaded."""
+    shade = worse.map(lambda w: FLAG_STYLE if w else "").to_numpy()
+    formats = {c: "{:+.3f}" if c == "drop" else "{:.3f}" for c in table.columns}
+    return table.style.format(formats, na_rep="not measured").apply(lambda _: shade, axis=None)
 
 
 def _tidy(fig: go.Figure, height: int = CHART_HEIGHT) -> go.Figure:
@@ -188,7 +228,8 @@ else:
     st.caption(
         f"{len(shown)} of {len(board)} rows, one per run and attribute, scored on each run's own "
         "test split. Click a column heading to sort. Balanced accuracy ranks runs: plain "
-        "accuracy rewards always answering the largest class (the majority baseline)."
+        "accuracy rewards always answering the largest class (the majority baseline). ECE and "
+        "T are blank where a run predates calibration (not measured)."
     )
 
     # --- best run per attribute --------------------------------------------------------------------
@@ -257,6 +298,54 @@ else:
         st.subheader("Precision and recall per class")
         st.plotly_chart(per_class_chart(metrics, attr), key="per_class")
         st.caption("Recall: the share of a class found; precision: the share of answers right.")
+
+# --- calibration and robustness --------------------------------------------------------------------
+st.header("Calibration and robustness")
+if not scored:
+    st.caption("No run has test metrics yet.")
+else:
+    quality_runs = st.multiselect(
+        "Runs", scored, default=scored[:CURVE_RUNS], key="quality_runs", placeholder="none"
+    )
+    if not quality_runs:
+        st.caption("Choose one or more runs.")
+    else:
+        chosen_metrics = {i: by_id[i].metrics for i in quality_runs}
+        st.subheader("Calibration", help=ECE_HELP)
+        calibration = rv.calibration_frame(chosen_metrics).set_index("attribute")
+        st.table(
+            calibration.rename(columns=CALIBRATION_HEADINGS).style.format(
+                {"ECE before": "{:.3f}", "ECE after": "{:.3f}", "T": "{:.2f}"}, na_rep="–"
+            ),
+            hide_index=False,
+        )
+        st.caption(
+            "ECE before and after temperature scaling, on each run's test split: lower is "
+            "better. A temperature is fitted on the validation split when it has at least "
+            f"{MIN_PICTURES} labelled pictures of that attribute."
+        )
+
+        st.subheader("Robustness", help=ROBUSTNESS_HELP)
+        measured = [i for i in quality_runs if rv.robustness_measured(chosen_metrics[i])]
+        if not measured:
+            st.caption(
+                "Not measured: "
+                + ("this run predates" if len(quality_runs) == 1 else "these runs predate")
+                + " the robustness evaluation. Runs trained since measure it."
+            )
+        else:
+            for attr in ATTRIBUTE_KEYS:
+                table, worse = rv.robustness_table(chosen_metrics, attr)
+                if table.empty:
+                    continue
+                st.markdown(f"**{ATTRIBUTES[attr].title}**: balanced accuracy")
+                table = table.rename(columns={"balanced_accuracy": "balanced accuracy"})
+                st.table(flagged(table, worse), hide_index=False)
+            st.caption(
+                f"Shaded: a drop of more than {rv.DROP_FLAG:.2f} from the clean score. "
+                + "; ".join(f"`{i}`: {rv.robustness_note(chosen_metrics[i])}" for i in quality_runs)
+                + "."
+            )
 
 # --- delete ----------------------------------------------------------------------------------------
 st.header("Delete a run")

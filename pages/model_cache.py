@@ -21,8 +21,16 @@ log = logging.getLogger(__name__)
 
 
 def model_version(path: str | Path) -> float:
-    """The model file's modification time: part of the cache key, so a retrained model reloads."""
-    return os.path.getmtime(os.path.join(path, "model.keras"))
+    """The latest modification time of the model file and its calibration.json: part of the
+    cache key, so a retrained model reloads, and so does one calibrated after it was opened (a
+    run still training is calibrated when it ends, without rewriting model.keras)."""
+    from portrait_core.calibration import CALIBRATION_FILE
+
+    times = [os.path.getmtime(os.path.join(path, "model.keras"))]
+    calibration = os.path.join(path, CALIBRATION_FILE)
+    if os.path.exists(calibration):
+        times.append(os.path.getmtime(calibration))
+    return max(times)
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)  # the warm-up thread has no page to spin on

@@ -74,6 +74,15 @@ if not photos:
     st.stop()
 
 
+def calibration_note(result: dict, temperature: float | None, calibrated_heads: int) -> str:
+    """Whether a head's probabilities are temperature-scaled (portrait_core/calibration.py)."""
+    if result.get("calibrated") and temperature is not None:
+        return f"Calibrated on the validation split (T = {temperature:.2f})."
+    if calibrated_heads:  # the model has calibration.json, without a temperature for this head
+        return "Uncalibrated: too few labelled validation pictures to fit a temperature."
+    return "Uncalibrated: this model predates calibration."
+
+
 def probability_chart(attr: str, probs: dict[str, float]) -> go.Figure:
     fig = go.Figure(go.Bar(x=list(probs.values()), y=list(probs), orientation="h"))
     fig.update_layout(height=180, margin=dict(l=0, r=0, t=0, b=0), xaxis=dict(range=[0, 1]))
@@ -85,7 +94,7 @@ for name, photo in photos:
     by_model: dict[str, list[str]] = {}
     for attr, label in chosen.items():
         by_model.setdefault(folders[label]["path"], []).append(attr)
-    results, maps, used, notes = {}, {}, {}, []
+    results, maps, used, notes, calibration = {}, {}, {}, [], {}
     for path, attrs in by_model.items():
         try:
             with st.spinner("Loading the model…"):
@@ -103,6 +112,9 @@ for name, photo in photos:
             continue
         for attr in attrs:
             results[attr], maps[attr], used[attr] = predicted[attr], heat[attr], use
+            calibration[attr] = calibration_note(
+                predicted[attr], predictor.temperatures.get(attr), len(predictor.temperatures)
+            )
     for note in notes:
         st.caption(note)
     left, right = st.columns([1, 3])
@@ -114,6 +126,7 @@ for name, photo in photos:
             st.markdown(
                 f"**{ATTRIBUTES[attr].title}: {r['label']}** ({r['probs'][r['label']]:.0%})"
             )
+            st.caption(calibration[attr])
             st.plotly_chart(probability_chart(attr, r["probs"]), key=f"chart_{name}_{attr}")
             st.image(
                 overlay(photo, maps[attr], opacity),

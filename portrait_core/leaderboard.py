@@ -5,6 +5,7 @@ No TensorFlow here: the Compare and Predict pages read run folders only.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pandas as pd
@@ -39,6 +40,10 @@ def leaderboard(runs_root: str | Path | None = None) -> pd.DataFrame:
                     "balanced_accuracy": m["balanced_accuracy"],
                     "macro_f1": m["macro_f1"],
                     "majority_baseline": m["majority_baseline"]["accuracy"],
+                    # on the test split; None for runs trained before calibration came in
+                    "ece_before": finite(m.get("ece_before")),
+                    "ece_after": finite(m.get("ece_after")),
+                    "temperature": finite(m.get("temperature")),
                     "params": metrics.get("params"),
                     "train_seconds": metrics.get("train_seconds"),
                     "ms_per_image": metrics.get("ms_per_image"),
@@ -50,6 +55,12 @@ def leaderboard(runs_root: str | Path | None = None) -> pd.DataFrame:
 
 def _object(value) -> dict:
     return value if isinstance(value, dict) else {}
+
+
+def finite(value) -> float | None:
+    """A finite number from a JSON value, else None (absent, null, damaged)."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    return float(value) if ok else None
 
 
 def best_runs(board: pd.DataFrame) -> dict[str, str]:
@@ -83,4 +94,4 @@ def default_choice(attribute: str, folders: dict[str, dict], best: dict[str, str
     return options[0] if options else None
 
 
-__all__ = ["Run", "best_runs", "default_choice", "leaderboard", "model_folders"]
+__all__ = ["Run", "best_runs", "default_choice", "finite", "leaderboard", "model_folders"]

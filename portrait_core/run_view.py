@@ -1,5 +1,6 @@
 """What the Train and Compare pages show about runs: the model catalogue, the form's defaults,
-tidy learning curves, progress and time left, metrics tables, confusion matrices.
+tidy learning curves, progress and time left, metrics tables, confusion matrices, calibration
+errors and the robustness table.
 
 Pure functions over run-folder contents (status.json, history.jsonl, metrics.json), so every
 number the pages show is tested without Streamlit. Neither Streamlit nor TensorFlow is imported:
@@ -19,6 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 from portrait_core import leaderboard
+from portrait_core.leaderboard import finite
 from portrait_core.models.catalog import CATALOG, ModelInfo
 from portrait_core.schema import ATTRIBUTES
 from portrait_core.training.config import TrainConfig, make_config
@@ -267,6 +269,129 @@ def per_class_frame(metrics: dict, attribute: str) -> pd.DataFrame:
     per_class = metrics["attributes"][attribute]["per_class"]
     rows = [{"class": c, **per_class[c]} for c in ATTRIBUTES[attribute].classes if c in per_class]
     return pd.DataFrame(rows, columns=["class", "precision", "recall", "f1", "support"])
+
+
+# --- calibration and robustness (metrics.json since issue 11; older runs have neither) -------------
+# A degraded score this much below the clean one is flagged. On a 24-picture test split one
+# picture moves accuracy by 0.04, so a smaller flag would mark noise.
+DROP_FLAG = 0.05
+CLEAN = "clean"  # the robustness table's first row: the undegraded score, as metrics.json has it
+
+
+def _scores(metrics: dict | None) -> dict[str, dict]:
+    """metrics.json's per-attribute entries with a labelled test row."""
+    scored = (metrics or {}).get("attributes", {})
+    return {a: m for a, m in scored.items() if isinstance(m, dict) and m.get("n")}
+
+
+def calibration_state(entry: dict) -> str:
+    """One head's calibration in words, from its metrics.json entry."""
+    if finite(entry.get("ece_before")) is None:
+        return "not measured: the run predates calibration"
+    if finite(entry.get("temperature")) is None:
+        return "uncalibrated: no temperature for this head"
+    return "temperature-scaled (T fitted on the validation split)"
+
+
+def calibration_frame(metrics_by_run: dict[str, dict | None]) -> pd.DataFrame:
+    """One row per attribute (schema order) and run (in the order given): the expected
+    calibration error on the test split before and after temperature scaling, the temperature,
+    and in words whether the head is calibrated. Numbers a run lacks are None."""
+    columns = ["attribute", "run", "ece_before", "ece_after", "temperature", "calibration"]
+    rows = []
+    for attr in ATTRIBUTES:
+        for run_id, metrics in metrics_by_run.items():
+            entry = _scores(metrics).get(attr)
+            if entry is None:
+                continue
+            rows.append(
+                {
+                    "attribute": ATTRIBUTES[attr].title,
+                    "run": run_id,
+                    "ece_before": finite(entry.get("ece_before")),
+                    "ece_after": finite(entry.get("ece_after")),
+                    "temperature": finite(entry.get("temperature")),
+                    "calibration": calibration_state(entry),
+                }
+            )
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _degradations(metrics: dict | None) -> dict[str, dict]:
+    section = (metrics or {}).get("robustness")
+    found = section.get("degradations") if isinstance(section, dict) else None
+    if not isinstance(found, dict):
+        return {}
+    return {name: d for name, d in found.items() if isinstance(d, dict)}
+
+
+def robustness_measured(metrics: dict | None) -> bool:
+    """Whether metrics.json has the robustness section (runs trained before it do not)."""
+    return bool(_degradations(metrics))
+
+
+def robustness_note(metrics: dict | None) -> str:
+    """What a run's robustness numbers were measured on, in words."""
+    if not robustness_measured(metrics):
+        return "not measured: the run predates the robustness evaluation"
+    section = metrics["robustness"]
+    n, split = section.get("n_images"), section.get("split", "test")
+    where = "the whole data set" if split == "all" else f"the {split} split"
+    what = f"the {n} pictures of {where}" if isinstance(n, int) else where
+    seconds = finite(section.get("seconds"))
+    if seconds is None:
+        took = ""
+    else:
+        took = f", in {format_duration(seconds)}" if seconds >= 1 else ", in under a second"
+    return f"{len(_degradations(metrics))} degradations of {what}{took}"
+
+
+def robustness_table(
+    metrics_by_run: dict[str, dict | None], attribute: str, measure: str = leaderboard.RANK_BY
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(table, worse) for one attribute. Rows: the clean score (CLEAN), then each degradation
+    by its title, in metrics.json's order. Columns: one per run that scored the attribute, its
+    `measure`; for a single run, `measure` and `drop` (clean minus degraded: positive = worse).
+    A degradation a run did not measure is NaN. `worse` has the table's shape: True where the
+    drop is over DROP_FLAG. Both are empty when no run scored the attribute.
+    """
+    runs = {i: m for i, m in metrics_by_run.items() if attribute in _scores(m)}
+    if not runs:
+        return pd.DataFrame(), pd.DataFrame()
+    titles = {CLEAN: CLEAN}
+    for metrics in runs.values():
+        for name, d in _degradations(metrics).items():
+            titles.setdefault(name, str(d.get("title") or name))
+    scores, drops = {}, {}
+    for run_id, metrics in runs.items():
+        clean = finite(_scores(metrics)[attribute].get(measure))
+        scores[run_id], drops[run_id] = {CLEAN: clean}, {CLEAN: None if clean is None else 0.0}
+        for name, d in _degradations(metrics).items():
+            heads = d.get("attributes")
+            entry = heads.get(attribute) if isinstance(heads, dict) else None
+            entry = entry if isinstance(entry, dict) and entry.get("n") else {}
+            score = finite(entry.get(measure))
+            drop = finite(entry.get(f"{measure}_drop"))
+            if drop is None and None not in (score, clean):
+                drop = clean - score
+            scores[run_id][name], drops[run_id][name] = score, drop
+    index = pd.Index(list(titles.values()), name="condition")
+
+    def frame(values: dict[str, dict]) -> pd.DataFrame:
+        return pd.DataFrame(
+            {run_id: [v.get(name) for name in titles] for run_id, v in values.items()},
+            index=index,
+            dtype=float,
+        )
+
+    score_frame, drop_frame = frame(scores), frame(drops)
+    if len(runs) == 1:
+        (run_id,) = runs
+        score_frame = pd.DataFrame(
+            {measure: score_frame[run_id], "drop": drop_frame[run_id]}, index=index
+        )
+        drop_frame = pd.DataFrame({measure: drop_frame[run_id], "drop": drop_frame[run_id]})
+    return score_frame, drop_frame.gt(DROP_FLAG)
 
 
 # --- runs as a table -------------------------------------------------------------------------------

@@ -86,3 +86,20 @@ def test_a_model_that_fails_to_load_only_logs(fake_loader, tmp_path, caplog):
         model_cache._warm([str(broken)])
     assert fake_loader == [("load", str(broken))]
     assert "warm-up of" in caplog.text and "not a model" in caplog.text
+
+
+def test_a_model_calibrated_after_it_was_opened_is_loaded_again(tmp_path):
+    """A run still training is opened on Predict; when it ends, calibration.json appears beside
+    an unchanged model.keras: the cache key changes, so Predict shows calibrated probabilities."""
+    import os
+    import time
+
+    from pages import model_cache
+
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / "model.keras").write_bytes(b"weights")
+    os.utime(folder / "model.keras", (time.time() - 60, time.time() - 60))
+    before = model_cache.model_version(folder)
+    (folder / "calibration.json").write_text('{"method": "temperature", "temperatures": {}}')
+    assert model_cache.model_version(folder) > before

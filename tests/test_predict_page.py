@@ -1,8 +1,10 @@
-"""The Predict page under AppTest: four predictions with overlays, bad uploads, no model."""
+"""The Predict page under AppTest: four predictions with overlays and whether each is
+calibrated, bad uploads, no model."""
 
 from __future__ import annotations
 
 import io
+import json
 import shutil
 from pathlib import Path
 
@@ -11,6 +13,7 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from portrait_core import leaderboard, paths
+from portrait_core.schema import ATTRIBUTE_KEYS
 
 APP = str(paths.PROJECT / "app.py")
 
@@ -39,7 +42,7 @@ def png(img: Image.Image) -> bytes:
     return buf.getvalue()
 
 
-def test_upload_shows_four_predictions_with_overlays(with_models, synthetic_small):
+def test_upload_shows_four_predictions_with_overlays(with_models, trained_run, synthetic_small):
     at = open_predict()
     photo = Image.open(synthetic_small / "2.png")
     at.file_uploader(key="uploads").set_value([("face.png", png(photo), "image/png")]).run()
@@ -48,6 +51,41 @@ def test_upload_shows_four_predictions_with_overlays(with_models, synthetic_smal
     assert len(labels) == 4 and any("Hairstyle" in v for v in labels)
     assert len(at.get("plotly_chart")) == 4
     assert len(at.get("image")) == 5  # the photo plus four overlays
+    # the trained run has calibration.json: every head's probabilities are temperature-scaled
+    temperatures = json.loads((trained_run.path / "calibration.json").read_text())["temperatures"]
+    notes = [c.value for c in at.caption if "calibrated" in c.value.lower()]
+    assert sorted(notes) == sorted(
+        f"Calibrated on the validation split (T = {temperatures[a]:.2f})." for a in ATTRIBUTE_KEYS
+    )
+
+
+@pytest.mark.parametrize("kept", [["gender"], []])
+def test_the_page_says_which_probabilities_are_uncalibrated(
+    with_models, trained_run, synthetic_small, kept
+):
+    """A run trained before calibration has no calibration.json; one whose validation split
+    was too small for some heads has no temperature for them."""
+    stored = json.loads((trained_run.path / "calibration.json").read_text())
+    (run,) = with_models.iterdir()
+    if kept:
+        stored["temperatures"] = {a: stored["temperatures"][a] for a in kept}
+        (run / "calibration.json").write_text(json.dumps(stored))
+    else:
+        (run / "calibration.json").unlink()
+    at = open_predict()
+    photo = Image.open(synthetic_small / "2.png")
+    at.file_uploader(key="uploads").set_value([("face.png", png(photo), "image/png")]).run()
+    assert not at.exception, [e.value for e in at.exception]
+    notes = [c.value for c in at.caption if "calibrated" in c.value.lower()]
+    calibrated = [
+        f"Calibrated on the validation split (T = {stored['temperatures'][a]:.2f})." for a in kept
+    ]
+    reason = (
+        "Uncalibrated: too few labelled validation pictures to fit a temperature."
+        if kept
+        else "Uncalibrated: this model predates calibration."
+    )
+    assert sorted(notes) == sorted(calibrated + [reason] * (len(ATTRIBUTE_KEYS) - len(kept)))
 
 
 def test_bad_upload_is_an_error_message_not_an_exception(with_models):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -181,6 +182,161 @@ def test_confusion_and_per_class_frames_are_labelled_with_the_schemas_classes():
     assert per_class["class"].tolist() == ["male", "female"]
     assert per_class["recall"].tolist() == [0.25, 0.5]
     assert per_class["support"].tolist() == [6, 4]
+
+
+# --- calibration and robustness ------------------------------------------------------------------
+def degraded(balanced: float, drop: float | None, n: int = 10) -> dict:
+    entry = {"n": n, "accuracy": balanced + 0.1, "balanced_accuracy": balanced}
+    if drop is not None:
+        entry |= {"accuracy_drop": drop, "balanced_accuracy_drop": drop}
+    return entry
+
+
+def calibrated(entry: dict, before: float, after: float | None, t: float | None) -> dict:
+    return {**entry, "ece_before": before, "ece_after": after, "temperature": t}
+
+
+# As a run trained since issue 11 writes it: gender calibrated, hairstyle with no temperature
+# (too few validation pictures), age unlabelled in the test split.
+NEW_METRICS = {
+    "attributes": {
+        "gender": calibrated(
+            head_metrics(10, 0.8, [[5, 1], [1, 3]], ["male", "female"]), 0.12, 0.04, 1.7
+        ),
+        "hairstyle": calibrated(
+            head_metrics(10, 0.6, [[2] * 5] * 5, ["straight", "wavy", "curly", "bald", "other"]),
+            0.2,
+            None,
+            None,
+        ),
+        "age": {"n": 0, "note": "no labelled rows"},
+    },
+    "robustness": {
+        "split": "test",
+        "applied_to": "the photo at the model's input size",
+        "n_images": 10,
+        "seconds": 4.2,
+        "degradations": {
+            # stored order, not alphabetical: the table keeps it
+            "jpeg_q20": {
+                "title": "JPEG quality 20",
+                "attributes": {
+                    "gender": degraded(0.65, 0.05),  # exactly the flag: not flagged
+                    "hairstyle": degraded(0.3, 0.2),
+                    "age": {"n": 0},
+                },
+            },
+            "downscale_x4": {
+                "title": "down-scaled x4 and back up",
+                "attributes": {
+                    "gender": degraded(0.5, None),  # no stored drop: clean minus degraded
+                    "hairstyle": degraded(0.55, -0.05),  # better than clean: never flagged
+                    "age": {"n": 0},
+                },
+            },
+        },
+    },
+}
+
+
+def test_calibration_frame_gives_each_runs_error_before_and_after_or_says_it_was_not_measured():
+    frame = rv.calibration_frame({"new": NEW_METRICS, "old": METRICS})
+    assert list(frame.columns) == [
+        "attribute",
+        "run",
+        "ece_before",
+        "ece_after",
+        "temperature",
+        "calibration",
+    ]
+    # schema order (gender before hairstyle), runs in the order given; age has no test row
+    assert list(zip(frame["attribute"], frame["run"])) == [
+        ("Gender", "new"),
+        ("Gender", "old"),
+        ("Hairstyle", "new"),
+    ]
+    rows = frame.set_index(["attribute", "run"])
+    assert rows.loc[("Gender", "new"), ["ece_before", "ece_after", "temperature"]].tolist() == [
+        0.12,
+        0.04,
+        1.7,
+    ]
+    assert rows.loc[("Gender", "new"), "calibration"].startswith("temperature-scaled")
+    old = rows.loc[("Gender", "old")]
+    assert old[["ece_before", "ece_after", "temperature"]].isna().all()
+    assert old["calibration"].startswith("not measured")
+    hair = rows.loc[("Hairstyle", "new")]
+    assert hair["ece_before"] == 0.2 and pd.isna(hair["ece_after"]) and pd.isna(hair["temperature"])
+    assert hair["calibration"].startswith("uncalibrated")
+    assert rv.calibration_frame({}).empty
+
+
+def test_robustness_table_for_one_run_has_the_score_and_its_drop_clean_first():
+    table, worse = rv.robustness_table({"new": NEW_METRICS}, "gender")
+    assert list(table.columns) == ["balanced_accuracy", "drop"]
+    assert list(table.index) == [rv.CLEAN, "JPEG quality 20", "down-scaled x4 and back up"]
+    assert table["balanced_accuracy"].tolist() == pytest.approx([0.7, 0.65, 0.5])
+    assert table["drop"].tolist() == pytest.approx([0.0, 0.05, 0.2])  # the last one computed
+    assert worse.shape == table.shape and list(worse.index) == list(table.index)
+    assert worse.to_numpy().tolist() == [[False, False], [False, False], [True, True]]
+
+    hair, worse = rv.robustness_table({"new": NEW_METRICS}, "hairstyle")
+    assert hair["drop"].tolist() == pytest.approx([0.0, 0.2, -0.05])
+    assert worse["drop"].tolist() == [False, True, False]
+
+
+def test_robustness_table_for_several_runs_has_a_column_each_and_not_measured_as_nan():
+    table, worse = rv.robustness_table({"new": NEW_METRICS, "old": METRICS}, "gender")
+    assert list(table.columns) == ["new", "old"]
+    assert table.loc[rv.CLEAN].tolist() == pytest.approx([0.7, 0.7])
+    assert table["new"].tolist() == pytest.approx([0.7, 0.65, 0.5])
+    assert table["old"].iloc[1:].isna().all()  # the older run predates the evaluation
+    assert worse["new"].tolist() == [False, False, True]
+    assert not worse["old"].any()
+    # a run that did not score the attribute has no column; none at all: empty
+    assert list(rv.robustness_table({"new": NEW_METRICS, "old": METRICS}, "hairstyle")[0]) == [
+        "balanced_accuracy",
+        "drop",
+    ]
+    assert rv.robustness_table({"new": NEW_METRICS}, "age")[0].empty
+    assert rv.robustness_table({"old": None}, "gender")[0].empty
+
+
+def test_an_older_or_damaged_robustness_section_reads_as_not_measured():
+    assert rv.robustness_measured(NEW_METRICS)
+    assert (
+        rv.robustness_note(NEW_METRICS)
+        == "2 degradations of the 10 pictures of the test split, in 4 s"
+    )
+    for metrics in (
+        METRICS,
+        None,
+        {**METRICS, "robustness": "garbage"},
+        {**METRICS, "robustness": {"degradations": []}},
+    ):
+        assert not rv.robustness_measured(metrics)
+        assert rv.robustness_note(metrics).startswith("not measured")
+        table, worse = rv.robustness_table({"run": metrics}, "gender")
+        assert list(table.index) == ([rv.CLEAN] if metrics else []) and not worse.any().any()
+    broken = {**NEW_METRICS, "robustness": {"degradations": {"jpeg_q20": {"attributes": [1]}}}}
+    table, _ = rv.robustness_table({"run": broken}, "gender")
+    assert list(table.index) == [rv.CLEAN, "jpeg_q20"] and pd.isna(table.iloc[1, 0])
+
+
+def test_the_leaderboard_carries_the_calibration_error_or_none(tmp_path):
+    store = RunStore(tmp_path)
+    for run_id, metrics in (("a-old", METRICS), ("b-new", NEW_METRICS)):
+        run = store.create("cnn_custom", ("gender",), run_id=run_id)
+        (run.path / "config.json").write_text('{"train": {"model": "cnn_custom"}, "data": {}}')
+        (run.path / "metrics.json").write_text(json.dumps(metrics))
+    board = leaderboard.leaderboard(tmp_path).set_index(["run", "attribute"])
+    assert board.loc[("b-new", "gender"), ["ece_before", "ece_after", "temperature"]].tolist() == [
+        0.12,
+        0.04,
+        1.7,
+    ]
+    assert board.loc[("b-new", "hairstyle"), ["ece_after", "temperature"]].isna().all()
+    assert board.loc[("a-old", "gender"), ["ece_before", "ece_after", "temperature"]].isna().all()
 
 
 def test_runs_frame_and_request_read_a_queued_run_before_its_config_exists(tmp_path):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -16,12 +17,14 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
 from portrait_core import leaderboard, paths
-from portrait_core.schema import ATTRIBUTES
-from portrait_core.training.runs import FINAL_STATES, RunStore, process_alive
+from portrait_core import run_view as rv
+from portrait_core.schema import ATTRIBUTE_KEYS, ATTRIBUTES
+from portrait_core.training.runs import FINAL_STATES, Run, RunStore, process_alive
 
 APP = str(paths.PROJECT / "app.py")
 RUN_WAIT_S = 180  # the child process imports TensorFlow (10-30 s on 2 busy cores), then trains
@@ -264,6 +267,136 @@ def test_compare_lists_the_run_with_curves_and_a_confusion_matrix(with_run):
     heat = figure(at.get("plotly_chart")[1])["data"][0]
     assert heat["y"][0] == "straight" and len(heat["y"]) == 5
     assert not at.exception
+
+
+def shown(element) -> pd.DataFrame:
+    """A styled st.table as the page shows it: its formatted text, cell by cell."""
+    import pyarrow as pa
+
+    return pa.ipc.open_stream(element.proto.arrow_data.styler.display_values).read_pandas()
+
+
+def shaded(element) -> set[tuple[int, int]]:
+    """(row, column) of each cell of a styled st.table that has a background colour."""
+    cells = set()
+    for rule in element.proto.arrow_data.styler.styles.splitlines():
+        selectors, _, body = rule.partition("{")
+        if "background-color" in body:
+            cells |= {(int(r), int(c)) for r, c in re.findall(r"row(\d+)_col(\d+)", selectors)}
+    return cells
+
+
+def edit_metrics(run: Run, change) -> dict:
+    metrics = json.loads((run.path / "metrics.json").read_text())
+    change(metrics)
+    (run.path / "metrics.json").write_text(json.dumps(metrics))
+    return metrics
+
+
+def older_copy(run: Run, runs: Path) -> Run:
+    """The run as one trained before issue 11 left it: no calibration.json, no ECE, no
+    robustness section (named to sort after it: older)."""
+    old = Run(runs / "20000101-000000-000_cnn_custom_older")
+    shutil.copytree(run.path, old.path)
+    (old.path / "calibration.json").unlink()
+
+    def strip(metrics):
+        metrics.pop("robustness")
+        for entry in metrics["attributes"].values():
+            for key in ("ece_before", "ece_after", "temperature"):
+                entry.pop(key, None)
+
+    edit_metrics(old, strip)
+    return old
+
+
+def test_compare_shows_the_calibration_error_and_the_robustness_table(with_run):
+    def worse_on_jpeg(metrics):  # a drop over the flag for sure, whatever the tiny run learnt
+        clean = metrics["attributes"]["gender"]["balanced_accuracy"]
+        entry = metrics["robustness"]["degradations"]["jpeg_q20"]["attributes"]["gender"]
+        entry |= {"balanced_accuracy": clean - 0.2, "balanced_accuracy_drop": 0.2}
+
+    metrics = edit_metrics(with_run, worse_on_jpeg)
+    scores = metrics["attributes"]
+    heads = [a for a in ATTRIBUTE_KEYS if scores.get(a, {}).get("n")]
+    assert heads and all(scores[a]["temperature"] for a in heads)  # the trained run's own
+    at = open_page("pages/compare.py")
+    assert at.multiselect(key="quality_runs").value == [with_run.id]
+
+    board = table(at, "run", "params", "ece_before").set_index("attribute")
+    for a in heads:
+        row = board.loc[ATTRIBUTES[a].title]
+        assert row["ece_before"] == pytest.approx(scores[a]["ece_before"])
+        assert row["ece_after"] == pytest.approx(scores[a]["ece_after"])
+        assert row["temperature"] == pytest.approx(scores[a]["temperature"])
+
+    calibration, *robustness = at.table
+    values, text = calibration.value, shown(calibration)
+    assert list(values.index) == [ATTRIBUTES[a].title for a in heads]
+    assert set(values["run"]) == {with_run.id}
+    for i, a in enumerate(heads):
+        assert values.iloc[i]["ECE before"] == pytest.approx(scores[a]["ece_before"])
+        assert values.iloc[i]["ECE after"] == pytest.approx(scores[a]["ece_after"])
+        assert text.iloc[i]["T"] == f"{scores[a]['temperature']:.2f}"
+        assert text.iloc[i]["calibration"].startswith("temperature-scaled")
+    (heading,) = [h for h in at.subheader if h.value == "Calibration"]
+    assert "15 equal-width bins" in heading.proto.help  # what ECE is, one click away
+
+    # one table per attribute: clean first, then each degradation; its score and its drop
+    assert len(robustness) == len(heads)
+    assert [m.value for m in at.markdown if m.value.endswith(": balanced accuracy")] == [
+        f"**{ATTRIBUTES[a].title}**: balanced accuracy" for a in heads
+    ]
+    degradations = metrics["robustness"]["degradations"]
+    for a, element in zip(heads, robustness, strict=True):
+        frame = element.value
+        assert list(frame.columns) == ["balanced accuracy", "drop"]
+        assert list(frame.index) == [rv.CLEAN] + [d["title"] for d in degradations.values()]
+        entries = [d["attributes"][a] for d in degradations.values()]
+        expected = [scores[a]["balanced_accuracy"]] + [e["balanced_accuracy"] for e in entries]
+        assert frame["balanced accuracy"].tolist() == pytest.approx(expected)
+        drops = [e["balanced_accuracy_drop"] for e in entries]
+        assert frame["drop"].tolist() == pytest.approx([0.0, *drops])
+        flagged = {i + 1 for i, d in enumerate(drops) if d > rv.DROP_FLAG}
+        assert shaded(element) == {(i, c) for i in flagged for c in (0, 1)}, a
+    jpeg = list(degradations).index("jpeg_q20") + 1
+    assert {(jpeg, 0), (jpeg, 1)} <= shaded(robustness[heads.index("gender")])
+    assert shown(robustness[heads.index("gender")]).iloc[jpeg]["drop"] == "+0.200"
+    assert "5 degradations of the" in texts(at.caption)
+    assert not at.exception
+
+
+def test_compare_says_not_measured_for_a_run_older_than_calibration(with_run, runs_dir):
+    old = older_copy(with_run, runs_dir)
+    at = open_page("pages/compare.py")
+    assert at.multiselect(key="quality_runs").value == [with_run.id, old.id]
+    board = table(at, "run", "params", "ece_before")
+    assert (
+        board[board["run"] == old.id][["ece_before", "ece_after", "temperature"]].isna().all().all()
+    )
+
+    calibration, *robustness = at.table
+    rows = shown(calibration)
+    olds = rows[rows["run"] == old.id]
+    assert len(olds) == len(rows) // 2 and (olds["ECE before"] == "–").all()
+    assert olds["calibration"].str.startswith("not measured").all()
+
+    # both runs side by side: a column each, the older one's degraded rows not measured
+    gender = robustness[0]
+    assert list(gender.value.columns) == [with_run.id, old.id]
+    text = shown(gender)
+    assert text[old.id].iloc[0] == f"{old.metrics['attributes']['gender']['balanced_accuracy']:.3f}"
+    assert (text[old.id].iloc[1:] == "not measured").all()
+    assert not any(c == 1 for _, c in shaded(gender))  # nothing flagged in the older column
+
+    at.multiselect(key="quality_runs").set_value([old.id]).run()
+    assert not at.exception
+    assert len(at.table) == 1  # calibration only
+    assert "Not measured: this run predates the robustness evaluation" in texts(at.caption)
+
+    at.multiselect(key="quality_runs").set_value([]).run()
+    assert not at.exception and not at.table
+    assert "Choose one or more runs." in texts(at.caption)
 
 
 def test_deleting_a_run_asks_first_then_removes_its_folder(with_run):
