@@ -67,6 +67,54 @@ def gpu_markdown(gpu: dict, cpu_train: dict | None) -> list[str]:
     return lines
 
 
+def real_faces_markdown(r: dict, measured_on: dict) -> list[str]:
+    on = measured_on.get("realfaces")
+    lines = ["", "### 8. Real faces: the study's recipe and ours on utkface-dev"]
+    if "skipped" in r:
+        return lines + ["", f"Skipped: {r['skipped']}."]
+    if on:
+        lines += [
+            "",
+            f"Measured on {on['cpu']}, {on['cores']} cores, flags {', '.join(on.get('flags', []))}.",
+        ]
+    lines += [
+        "",
+        f"small_resnet at {r['image_size']} px, each through `python -m portrait_core train` "
+        f"with a {r['minutes']}-minute time budget for fit, one after the other in one run.",
+        "",
+        "| recipe | gender accuracy | age balanced accuracy | ECE gender (before -> after) "
+        "| ECE age | fit seconds | epochs | training pictures/s |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, x in r["recipes"].items():
+        ece = {
+            h: " -> ".join(_f(v, 3) if v is not None else "-" for v in x["ece"][h])
+            for h in x["ece"]
+        }
+        lines.append(
+            f"| {name} | {_f(x['gender_accuracy'], 3)} | {_f(x['age_balanced_accuracy'], 3)} | "
+            f"{ece.get('gender', '-')} | {ece.get('age', '-')} | {_f(x['train_seconds'], 0)} | "
+            f"{x['epochs']} | {_f(x['train_pictures_per_s'], 0)} |"
+        )
+    names = list(r["recipes"])
+    degradations = list(next(iter(r["recipes"].values()))["robustness_balanced_drop"])
+    lines += [
+        "",
+        "Balanced-accuracy drop under each degradation (clean minus degraded; over 0.05 is a miss):",
+        "",
+        "| degradation | " + " | ".join(f"{n}: gender | {n}: age" for n in names) + " |",
+        "|---|" + "---|---|" * len(names),
+    ]
+    for d in degradations:
+        cells = []
+        for n in names:
+            drop = r["recipes"][n]["robustness_balanced_drop"][d]
+            cells += [_f(drop.get("gender"), 3), _f(drop.get("age"), 3)]
+        lines.append(f"| {d} | " + " | ".join(cells) + " |")
+    lines += ["", f"![validation accuracy against training time]({r['curve_png']})"]
+    return lines
+
+
 def markdown(results: dict, gpu: dict | None = None) -> str:
     lines = [
         "# Benchmarks",
@@ -247,6 +295,8 @@ def markdown(results: dict, gpu: dict | None = None) -> str:
                 f"The photo takes {_f(c['photo_over_not_an_image'])}x as long: the bad file is "
                 "answered before TensorFlow is imported.",
             ]
+        if "realfaces" in entry:
+            lines += real_faces_markdown(entry["realfaces"], entry.get("measured_on", {}))
     if gpu:
         lines += gpu_markdown(gpu, results.get("cpu", {}).get("train"))
     return "\n".join(lines) + "\n"

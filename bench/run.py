@@ -14,6 +14,8 @@ script run, side by side, and the ratio is reported. Sections (run a subset with
               from upload to the four labels, median and worst (tests/test_browser_load.py's helper)
     cli       `python -m portrait_core predict` in a fresh process: a file that is not an image
               (answered before TensorFlow is imported) against a real photo
+    realfaces the study's recipe and ours on ../shared/realfaces/utkface-dev, side by side, at the
+              same image size and time budget (skipped, saying why, where that folder is absent)
 """
 
 from __future__ import annotations
@@ -627,6 +629,101 @@ def bench_cli(repeats: int = 5) -> dict:
     }
 
 
+# --- 8. real faces ----------------------------------------------------------------------------
+REAL_FACES = PROJECT.parent / "shared" / "realfaces" / "utkface-dev"
+REAL_FACES_RECIPES = {  # same network, the study's training settings against ours
+    "study": ["--model", "small_resnet", "--preset", "study"],
+    "ours": ["--model", "small_resnet"],
+}
+REAL_FACES_SIZE = 64
+REAL_FACES_MINUTES = 12.5  # of fit; with data decoding, calibration and evaluation, under 15
+CURVE_PNG = HERE / "real_faces.png"
+
+
+def _train_real_faces(name: str, flags: list[str]) -> dict:
+    out = WORK / "real-faces" / name
+    shutil.rmtree(out, ignore_errors=True)
+    argv = [
+        sys.executable, "-m", "portrait_core", "train", "--data", str(REAL_FACES),
+        "--attributes", "gender,age", "--image-size", str(REAL_FACES_SIZE),
+        "--epochs", "40", "--max-minutes", str(REAL_FACES_MINUTES), "--out", str(out), *flags,
+    ]  # fmt: skip
+    start = time.perf_counter()
+    done = subprocess.run(argv, cwd=PROJECT, capture_output=True, text=True, timeout=3600)
+    wall = time.perf_counter() - start
+    if done.returncode != 0:
+        raise RuntimeError(f"{name}: {done.stderr.strip().splitlines()[-1:]}")
+    (run,) = [p for p in out.iterdir() if p.is_dir()]
+    metrics = json.loads((run / "metrics.json").read_text())
+    config = json.loads((run / "config.json").read_text())
+    history = [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines()]
+    heads = metrics["attributes"]
+    train_pictures = config["data"]["split_sizes"]["train"]
+    robustness = {
+        degradation: {
+            head: round(v["balanced_accuracy_drop"], 4)
+            for head, v in d["attributes"].items()
+            if v.get("n")
+        }
+        for degradation, d in metrics["robustness"]["degradations"].items()
+    }
+    elapsed = np.cumsum([h["seconds"] for h in history]).tolist()
+    return {
+        "gender_accuracy": heads["gender"]["accuracy"],
+        "age_balanced_accuracy": heads["age"]["balanced_accuracy"],
+        "ece": {h: [heads[h].get("ece_before"), heads[h].get("ece_after")] for h in heads},
+        "robustness_balanced_drop": robustness,
+        "train_seconds": metrics["train_seconds"],
+        "command_seconds": wall,
+        "epochs": len(history),
+        "best_epoch": metrics.get("best_epoch"),
+        "train_pictures_per_s": train_pictures * len(history) / metrics["train_seconds"],
+        "curve": {
+            "seconds": elapsed,
+            "val_gender_accuracy": [h.get("val_gender_accuracy") for h in history],
+            "val_age_accuracy": [h.get("val_age_accuracy") for h in history],
+        },
+    }
+
+
+def _plot_curves(results: dict) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), sharex=True)
+    for name, r in results.items():
+        minutes = [t / 60 for t in r["curve"]["seconds"]]
+        for ax, key in zip(axes, ("val_gender_accuracy", "val_age_accuracy"), strict=True):
+            ax.plot(minutes, r["curve"][key], marker=".", label=name)
+    for ax, title in zip(axes, ("gender", "age band"), strict=True):
+        ax.set_title(f"{title}: validation accuracy")
+        ax.set_xlabel("minutes of training")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(CURVE_PNG, dpi=100)
+    plt.close(fig)
+
+
+def bench_real_faces() -> dict:
+    """Both recipes through the CLI on utkface-dev (64 px, 12.5 minutes of fit each)."""
+    if not REAL_FACES.is_dir():
+        reason = f"{REAL_FACES} is absent (a fresh clone has no ../shared): section skipped"
+        print(reason, file=sys.stderr)
+        return {"skipped": reason}
+    results = {name: _train_real_faces(name, flags) for name, flags in REAL_FACES_RECIPES.items()}
+    _plot_curves(results)
+    return {
+        "data": str(REAL_FACES),
+        "image_size": REAL_FACES_SIZE,
+        "minutes": REAL_FACES_MINUTES,
+        "recipes": results,
+        "curve_png": CURVE_PNG.name,
+    }
+
+
 SECTIONS = {
     "predict": bench_predict,
     "pipeline": bench_pipeline,
@@ -636,6 +733,7 @@ SECTIONS = {
     "app": bench_app,
     "load": bench_load,
     "cli": bench_cli,
+    "realfaces": bench_real_faces,
 }
 
 

@@ -27,7 +27,7 @@ from pathlib import Path
 from portrait_core.images import BadImage
 from portrait_core.models.catalog import CAM_METHODS
 from portrait_core.tf_startup import quiet_tensorflow
-from portrait_core.training.config import DISTRIBUTE
+from portrait_core.training.config import AUGMENTATIONS, DISTRIBUTE, OPTIMIZERS, SCHEDULES
 
 EXIT_BAD_INPUT = 2
 
@@ -96,6 +96,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                 ("unfreeze", args.unfreeze),
                 ("weights", args.weights),
                 ("pooling", args.pooling),
+                ("width", args.width),
+                ("dropout", args.dropout),
             )
             if v is not None
         }
@@ -112,8 +114,15 @@ def cmd_train(args: argparse.Namespace) -> int:
             seed=args.seed,
             out=args.out,
             max_steps_per_epoch=args.max_steps,
+            max_minutes=args.max_minutes,
             options=options,
             augment=False if args.no_augment else None,
+            augmentation=args.augmentation,
+            optimizer=args.optimizer,
+            weight_decay=args.weight_decay,
+            schedule=args.schedule,
+            warmup_epochs=args.warmup_epochs,
+            label_smoothing=args.label_smoothing,
             class_weights=False if args.no_class_weights else None,
             distribute=args.distribute,
         )
@@ -251,11 +260,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--pooling", choices=("flatten", "pool_flatten", "gap"), help="cnn_custom / resnet50 head"
     )
+    p.add_argument("--width", type=_positive_int, help="small_resnet: channels of its first stage")
+    p.add_argument("--dropout", type=float, help="mlp_custom, alexnet, small_resnet: dropout rate")
+    p.add_argument("--optimizer", choices=OPTIMIZERS, help="adam (the study) or adamw")
+    p.add_argument("--weight-decay", type=float, help="adamw's weight decay")
+    p.add_argument("--schedule", choices=SCHEDULES, help="plateau (the study) or cosine")
+    p.add_argument("--warmup-epochs", type=int, help="cosine: epochs of linear warm-up")
+    p.add_argument("--label-smoothing", type=float, help="e.g. 0.1")
+    p.add_argument(
+        "--augmentation", choices=AUGMENTATIONS, help="study, or photo (crops, colour, blur, JPEG)"
+    )
     p.add_argument("--balance", help="oversample one attribute's classes: ATTR or ATTR:COUNT")
     p.add_argument("--no-augment", action="store_true")
     p.add_argument("--no-class-weights", action="store_true")
     p.add_argument("--seed", type=int)
     p.add_argument("--max-steps", type=_positive_int, help="cap steps per epoch (quick trials)")
+    p.add_argument(
+        "--max-minutes", type=float, help="time budget for training: no epoch starts past it"
+    )
     p.add_argument(
         "--distribute",
         choices=DISTRIBUTE,

@@ -105,3 +105,63 @@ def test_a_run_with_the_recipe_trains_and_records_it(synthetic_small, tmp_path):
     assert len(rates) == 3 and rates[0] == pytest.approx(config.lr, rel=1e-3)  # warmed up
     assert rates[2] == pytest.approx(0.0, abs=1e-6)  # the cosine ends at 0
     assert np.isfinite([h["loss"] for h in run.history]).all()
+
+
+def test_the_recipe_flags_reach_the_run_from_the_command_line(synthetic_small, tmp_path):
+    from portrait_core.cli import main
+    from portrait_core.training.runs import RunStore
+
+    argv = [
+        "train", "--data", str(synthetic_small), "--model", "small_resnet", "--image-size", "40",
+        "--epochs", "2", "--max-steps", "1", "--batch-size", "8", "--attributes", "gender",
+        "--width", "8", "--dropout", "0.1", "--optimizer", "adamw", "--weight-decay", "0.01",
+        "--schedule", "cosine", "--warmup-epochs", "1", "--label-smoothing", "0.05",
+        "--augmentation", "study", "--out", str(tmp_path),
+    ]  # fmt: skip
+    assert main(argv) == 0
+    (run,) = RunStore(tmp_path).list()
+    train = run.config["train"]
+    assert train["options"] == {"width": 8, "dropout": 0.1}
+    assert (train["optimizer"], train["weight_decay"], train["schedule"]) == (
+        "adamw",
+        0.01,
+        "cosine",
+    )
+    assert (train["warmup_epochs"], train["label_smoothing"], train["augmentation"]) == (
+        1,
+        0.05,
+        "study",
+    )
+
+
+def test_the_time_budget_starts_no_epoch_that_would_end_past_it(monkeypatch):
+    from types import SimpleNamespace
+
+    from portrait_core.training import callbacks
+
+    clock = {"now": 1000.0}
+    monkeypatch.setattr(callbacks.time, "time", lambda: clock["now"])
+    budget = callbacks.TimeBudget(minutes=1.0)  # 60 s
+    budget.set_model(SimpleNamespace(stop_training=False))
+    budget.on_train_begin()
+    for epoch, seconds in enumerate((25.0, 15.0, 15.0)):  # 25 + 15 + 25 (guess) > 60 at epoch 2
+        budget.on_epoch_begin(epoch)
+        clock["now"] += seconds
+        budget.on_epoch_end(epoch)
+        if budget.model.stop_training:
+            break
+    assert budget.stopped_epoch == 2 and budget.model.stop_training
+    with pytest.raises(ValueError, match="max_minutes must be above 0"):
+        TrainConfig(data="x", max_minutes=0)
+
+
+def test_a_run_over_its_time_budget_stops_after_an_epoch_and_says_so(synthetic_small, tmp_path):
+    from portrait_core.training.train import run_training
+
+    config = make_config(
+        str(synthetic_small), "cnn_custom", image_size=40, epochs=5, batch_size=16,
+        max_steps_per_epoch=1, max_minutes=0.0001, attributes=("gender",), out=str(tmp_path),
+    )  # fmt: skip
+    run = run_training(config)
+    assert run.status["state"] == "completed" and len(run.history) == 1
+    assert run.metrics["stopped_by_time_budget"] is True

@@ -92,3 +92,31 @@ class BestModelSaver(keras.callbacks.Callback):
         tmp = self.path.with_name(f".{self.path.stem}.{os.getpid()}.tmp.keras")
         self.model.save(tmp)
         os.replace(tmp, self.path)
+
+
+class TimeBudget(keras.callbacks.Callback):
+    """Ends training after the epoch when another one would likely end past `minutes` of fit.
+
+    The guess for the next epoch is the longest one so far (the first includes decoding and
+    tracing, so the guess errs on the safe side). `stopped_epoch` is 0 when the budget held.
+    """
+
+    def __init__(self, minutes: float):
+        super().__init__()
+        self.budget = minutes * 60.0
+        self.stopped_epoch = 0
+        self._start = self._epoch_start = 0.0
+        self._longest = 0.0
+
+    def on_train_begin(self, logs=None):
+        self._start = time.time()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch_start = time.time()
+
+    def on_epoch_end(self, epoch, logs=None):
+        now = time.time()
+        self._longest = max(self._longest, now - self._epoch_start)
+        if now - self._start + self._longest > self.budget:
+            self.stopped_epoch = epoch + 1
+            self.model.stop_training = True

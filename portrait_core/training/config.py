@@ -57,6 +57,9 @@ class TrainConfig:
     seed: int = 0  # split, shuffling, augmentation and weight initialisation
     split: tuple[float, float, float] = (0.70, 0.15, 0.15)
     max_steps_per_epoch: int | None = None  # cap for quick trials and tests; None = whole split
+    # a time budget for fit: no epoch starts that would likely end past it (the last epoch's
+    # length is the guess); the best epoch so far is kept. None = no limit
+    max_minutes: float | None = None
     # "none", or "mirrored": TensorFlow's MirroredStrategy, one model copy per local GPU (the
     # batch is split between them; batch_size is the global batch)
     distribute: str = "none"
@@ -88,6 +91,10 @@ class TrainConfig:
             raise ValueError(f"label_smoothing must be in [0, 1), not {self.label_smoothing!r}")
         if not (0 <= self.weight_decay < 1):
             raise ValueError(f"weight_decay must be in [0, 1), not {self.weight_decay!r}")
+        if self.max_minutes is not None and not (
+            isinstance(self.max_minutes, (int, float)) and self.max_minutes > 0
+        ):
+            raise ValueError(f"max_minutes must be above 0, not {self.max_minutes!r}")
         if self.warmup_epochs < 0:
             raise ValueError(f"warmup_epochs must be 0 or more, not {self.warmup_epochs!r}")
         if self.distribute not in DISTRIBUTE:
@@ -159,6 +166,7 @@ _TYPES = {
     "seed": int,
     "split": (list, tuple),
     "max_steps_per_epoch": int,
+    "max_minutes": (float, int),
     "distribute": str,
     "out": str,
 }

@@ -161,7 +161,12 @@ def _train(config: TrainConfig, run: Run):
     from portrait_core.models.layers import load_saved_model
     from portrait_core.pipeline import InputPipeline
     from portrait_core.robustness import evaluate_robustness
-    from portrait_core.training.callbacks import BestModelSaver, GracefulStop, RunRecorder
+    from portrait_core.training.callbacks import (
+        BestModelSaver,
+        GracefulStop,
+        RunRecorder,
+        TimeBudget,
+    )
     from portrait_core.training.metrics import losses_and_metrics
     from portrait_core.training.runs import write_json_atomic
 
@@ -242,6 +247,9 @@ def _train(config: TrainConfig, run: Run):
             str(run.path / "tensorboard"), write_graph=False, profile_batch=0
         ),
     ]
+    budget = TimeBudget(config.max_minutes) if config.max_minutes else None
+    if budget:
+        callbacks.append(budget)
     started = time.time()
     model.fit(
         train_ds,
@@ -280,6 +288,7 @@ def _train(config: TrainConfig, run: Run):
         split="test",
         train_seconds=round(train_seconds, 3),
         best_epoch=saver.best_epoch,
+        stopped_by_time_budget=bool(budget and budget.stopped_epoch),
         best_val_loss=saver.best if saver.best_epoch else None,
         epochs_run=len(run.history),
     )
