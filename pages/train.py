@@ -14,6 +14,7 @@ from plotly.subplots import make_subplots
 
 from pages.common import METRIC_COLUMNS, RESOLVED_KEY, choose_dataset
 from portrait_core import run_view as rv
+from portrait_core.models.catalog import TRAIN_DEFAULT
 from portrait_core.schema import ATTRIBUTE_KEYS, ATTRIBUTES
 from portrait_core.training.launch import launch_training
 from portrait_core.training.runs import FINAL_STATES, PROCESS_DIED, Run
@@ -59,7 +60,7 @@ def _fill_missing() -> None:
     """Fields not set yet (first visit, a model's own fields) start at the model's preset."""
     if st.session_state.get("train_model") not in catalog:  # first visit, or a model renamed
         st.session_state["train_model"] = (
-            "cnn_custom" if "cnn_custom" in catalog else model_names[0]
+            TRAIN_DEFAULT if TRAIN_DEFAULT in catalog else model_names[0]
         )
     st.session_state.setdefault("train_preset", "default")
     st.session_state.setdefault("train_attributes", list(ATTRIBUTE_KEYS))
