@@ -18,6 +18,19 @@ CAM_METHODS = ("hirescam", "gradcam", "gradcam++", "scorecam", "saliency")
 TRAIN_DEFAULT = "small_resnet"
 
 
+# The study's CNN training: Adam(1e-3), batch 125, 30 epochs, EarlyStopping(val_loss, 3),
+# ReduceLROnPlateau(0.2, 1). The study preset of cnn_custom, and of small_resnet to compare
+# recipes on one network.
+STUDY_TRAINING = {
+    "batch_size": 125,
+    "epochs": 30,
+    "lr": 1e-3,
+    "early_stop_patience": 3,
+    "lr_patience": 1,
+    "lr_factor": 0.2,
+}
+
+
 @dataclass(frozen=True)
 class ModelInfo:
     name: str
@@ -45,17 +58,8 @@ CATALOG: dict[str, ModelInfo] = {
             cam_layer="conv3",
             options=("pooling", "batch_norm", "head_units"),
             presets={
-                # The study: Adam, batch 125, 30 epochs, EarlyStopping(val_loss, 3),
-                # ReduceLROnPlateau(0.2, 1).
-                "study": {
-                    "batch_size": 125,
-                    "epochs": 30,
-                    "lr": 1e-3,
-                    "early_stop_patience": 3,
-                    "lr_patience": 1,
-                    "lr_factor": 0.2,
-                    "options": {"pooling": "flatten", "batch_norm": False},
-                },
+                # The study's CNN as it trained it (the flattened conv block, no batch norm).
+                "study": {**STUDY_TRAINING, "options": {"pooling": "flatten", "batch_norm": False}},
                 # Measured here on the synthetic set at 64 px, four heads: with the study's
                 # Dense(32) ReLU heads, lr 1e-3 (with or without batch norm) left some heads stuck
                 # on one class (face_shape at chance after 5 epochs); linear heads on pooled conv
@@ -81,15 +85,7 @@ CATALOG: dict[str, ModelInfo] = {
             presets={
                 # The study's training settings on this network (Adam, batch 125, plateau
                 # schedule, early stop after 3, the study's augmentation), to compare recipes.
-                "study": {
-                    "batch_size": 125,
-                    "epochs": 30,
-                    "lr": 1e-3,
-                    "early_stop_patience": 3,
-                    "lr_patience": 1,
-                    "lr_factor": 0.2,
-                    "options": {"width": 32, "dropout": 0.0},
-                },
+                "study": {**STUDY_TRAINING, "options": {"width": 32, "dropout": 0.0}},
                 # Real portraits on 2 CPU cores (measured on 6,000 UTKFace chips, gender and
                 # age; README "Real faces"): AdamW with a warm-up and a cosine to 0, label
                 # smoothing, the photo augmentation; early stopping off (the cosine needs its
