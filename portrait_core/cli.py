@@ -3,7 +3,7 @@
     python -m portrait_core synth --out data/synthetic --n 6000 --seed 0 --size 128
     python -m portrait_core stats data/synthetic            # readable tables
     python -m portrait_core stats data/synthetic --json     # one JSON object
-    python -m portrait_core train --data data/synthetic --model cnn_custom \
+    python -m portrait_core train --data data/synthetic --model small_resnet \
         --attributes gender,age,face_shape,hairstyle --epochs 10
     python -m portrait_core train --model resnet50 --preset study --attributes hairstyle
     python -m portrait_core stop RUN_ID
@@ -25,7 +25,7 @@ import sys
 from pathlib import Path
 
 from portrait_core.images import BadImage
-from portrait_core.models.catalog import CAM_METHODS
+from portrait_core.models.catalog import CAM_METHODS, CATALOG, TRAIN_DEFAULT
 from portrait_core.tf_startup import quiet_tensorflow
 from portrait_core.training.config import AUGMENTATIONS, DISTRIBUTE, OPTIMIZERS, SCHEDULES
 
@@ -245,7 +245,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--data", default=str(DEFAULT_DATA), help="data folder (default: the synthetic set)"
     )
     p.add_argument(
-        "--model", default="cnn_custom", help="cnn_custom, mlp_custom, resnet50, alexnet"
+        "--model",
+        default=TRAIN_DEFAULT,
+        help=f"{', '.join(CATALOG)} (default: {TRAIN_DEFAULT}, the recipe for real portraits)",
     )
     p.add_argument(
         "--attributes", default="gender,age,face_shape,hairstyle", help="comma-separated"

@@ -165,3 +165,12 @@ def test_a_run_over_its_time_budget_stops_after_an_epoch_and_says_so(synthetic_s
     run = run_training(config)
     assert run.status["state"] == "completed" and len(run.history) == 1
     assert run.metrics["stopped_by_time_budget"] is True
+
+
+def test_the_cli_trains_the_recipe_by_default():
+    """`train` with no --model trains the Train page's default, the recipe for real portraits."""
+    from portrait_core.cli import build_parser
+    from portrait_core.models.catalog import TRAIN_DEFAULT
+
+    args = build_parser().parse_args(["train"])
+    assert args.model == TRAIN_DEFAULT == "small_resnet"

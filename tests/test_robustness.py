@@ -129,3 +129,35 @@ def test_the_model_card_shows_the_robustness_table(trained_run):
     card = model_card(trained_run)
     assert "## Robustness" in card
     assert all(d.title in card for d in DEGRADATIONS.values())
+
+
+def test_evaluate_brings_an_older_runs_metrics_up_to_date(trained_run, tmp_path):
+    """A run trained before calibration and robustness came in gets both from `evaluate`; what
+    training recorded (its time, best epoch) stays; another data set's scores are not written."""
+    import json
+    import shutil
+
+    from portrait_core.cli import main
+
+    runs = tmp_path / "runs"
+    shutil.copytree(trained_run.path, runs / trained_run.id)
+    metrics_file = runs / trained_run.id / "metrics.json"
+    older = json.loads(metrics_file.read_text())
+    del older["robustness"]
+    for m in older["attributes"].values():
+        for key in ("ece_before", "ece_after", "temperature"):
+            del m[key]
+    metrics_file.write_text(json.dumps(older))
+
+    assert main(["evaluate", trained_run.id, "--out", str(runs)]) == 0
+    updated = json.loads(metrics_file.read_text())
+    check_table(updated)
+    assert all("ece_after" in m for m in updated["attributes"].values())
+    assert updated["train_seconds"] == older["train_seconds"]
+    assert updated["best_epoch"] == older["best_epoch"]
+
+    other = tmp_path / "other"
+    shutil.copytree(trained_run.config["train"]["data"], other)
+    before = metrics_file.read_bytes()
+    assert main(["evaluate", trained_run.id, "--out", str(runs), "--data", str(other)]) == 0
+    assert metrics_file.read_bytes() == before

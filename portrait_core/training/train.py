@@ -15,7 +15,7 @@ import numpy as np
 
 from portrait_core.schema import ATTRIBUTES, SCHEMA_VERSION
 from portrait_core.training.config import TrainConfig
-from portrait_core.training.runs import Run, RunStore
+from portrait_core.training.runs import Run, RunStore, write_json_atomic
 
 
 class RunCancelled(Exception):
@@ -389,4 +389,22 @@ def evaluate_run(
         best_epoch=trained.get("best_epoch"),
     )
     pipeline.close()
+    if same:
+        record_evaluation(run, metrics)
     return metrics
+
+
+# What `evaluate` brings up to date in a run's metrics.json: a run trained before calibration
+# or the robustness table came in gets them, and Compare shows them. The rest (training time,
+# best epoch, epochs run) stays as training wrote it.
+EVALUATED_SECTIONS = ("attributes", "robustness", "faithfulness", "n_images", "ms_per_image")
+
+
+def record_evaluation(run: Run, metrics: dict) -> None:
+    """Write an evaluation on the run's own test split back into its metrics.json (atomically,
+    so an interrupted write leaves the old file whole). Another data set's scores are not
+    written: they describe that data, not the run."""
+    recorded = dict(run.metrics or {})
+    recorded.update({k: metrics[k] for k in EVALUATED_SECTIONS if k in metrics})
+    recorded["evaluated"] = time.time()
+    write_json_atomic(run.path / "metrics.json", recorded)
