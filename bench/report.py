@@ -115,6 +115,50 @@ def real_faces_markdown(r: dict, measured_on: dict) -> list[str]:
     return lines
 
 
+def faithfulness_markdown(r: dict, measured_on: dict) -> list[str]:
+    """bench_faithfulness: one row per method, the most faithful in bold."""
+    on = measured_on.get("faithfulness")
+    lines = ["", "### 9. Faithfulness of the heat maps: deletion and insertion AUC"]
+    if "skipped" in r:
+        return lines + ["", f"Skipped: {r['skipped']}."]
+    start = r.get("start_probability", {})
+    mean_of = {k: sum(v.values()) / len(v) for k, v in start.items() if v}
+    lines += [
+        "",
+        f"The committed default model ({r['model']} at {r['image_size']} px, run "
+        f"`{r.get('run_id')}`), on {r['n_images']} synthetic pictures it never saw "
+        f"({r['split']}), every head following its own predicted label, {r['steps']} steps a "
+        f"curve: {_f(r['seconds'], 1)} s in all"
+        + (f" ({on['cpu']}, {on['cores']} cores)" if on else "")
+        + ". Deletion sets the hottest pixels to the training mean first (lower is better); "
+        "insertion puts them back into a blurred copy first (higher is better); the gain is "
+        "insertion minus deletion less that of random maps on the same pictures, averaged over "
+        "the heads (`portrait_core/faithfulness.py`). Score-CAM, being slow, on a third of the "
+        "pictures.",
+        "",
+        "| method | deletion AUC | insertion AUC | gain over random | pictures |",
+        "|---|---|---|---|---|",
+    ]
+    for method, x in r["summary"].items():
+        name = f"**{method}** (most faithful)" if method == r.get("most_faithful") else method
+        if "error" in x:
+            lines.append(f"| {name} | failed: {x['error']} | | | |")
+            continue
+        lines.append(
+            f"| {name} | {_f(x['deletion_auc'], 3)} | {_f(x['insertion_auc'], 3)} | "
+            f"{_f(x['gain_over_random'], 3)} | {x['pictures']} |"
+        )
+    if mean_of:
+        lines += [
+            "",
+            "Mean probability of the predicted label, over the heads: on the pictures "
+            f"{_f(mean_of.get('picture'), 3)}, on the training mean image "
+            f"{_f(mean_of.get('mean_image'), 3)}, on the blurred pictures "
+            f"{_f(mean_of.get('blurred'), 3)} (where the curves start and end).",
+        ]
+    return lines
+
+
 def markdown(results: dict, gpu: dict | None = None) -> str:
     lines = [
         "# Benchmarks",
@@ -297,6 +341,8 @@ def markdown(results: dict, gpu: dict | None = None) -> str:
             ]
         if "realfaces" in entry:
             lines += real_faces_markdown(entry["realfaces"], entry.get("measured_on", {}))
+        if "faithfulness" in entry:
+            lines += faithfulness_markdown(entry["faithfulness"], entry.get("measured_on", {}))
     if gpu:
         lines += gpu_markdown(gpu, results.get("cpu", {}).get("train"))
     return "\n".join(lines) + "\n"

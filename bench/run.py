@@ -16,6 +16,8 @@ script run, side by side, and the ratio is reported. Sections (run a subset with
               (answered before TensorFlow is imported) against a real photo
     realfaces the study's recipe and ours on ../shared/realfaces/utkface-dev, side by side, at the
               same image size and time budget (skipped, saying why, where that folder is absent)
+    faithfulness  deletion and insertion AUC of every explanation method for the committed
+              default model (artifacts/default) on fresh synthetic pictures, and the seconds taken
 """
 
 from __future__ import annotations
@@ -724,6 +726,50 @@ def bench_real_faces() -> dict:
     }
 
 
+# --- 9. faithfulness of the heat maps --------------------------------------------------------
+def bench_faithfulness() -> dict:
+    """portrait_core.faithfulness on the committed default model, as Compare shows it for a run:
+    every method it supports and random maps, on a sample of synthetic pictures drawn with
+    another seed than its training data (seed 7 against 0), so none of them was trained on."""
+    from portrait_core import load_predictor
+    from portrait_core.faithfulness import evaluate_faithfulness, method_gain, method_means
+    from portrait_core.paths import DEFAULT_MODEL
+
+    if not (DEFAULT_MODEL / "model.keras").exists():
+        reason = f"{DEFAULT_MODEL} has no model.keras: section skipped"
+        print(reason, file=sys.stderr)
+        return {"skipped": reason}
+    p = load_predictor(DEFAULT_MODEL)
+    pictures = sorted(synthetic(200, 128).glob("*.png"), key=lambda f: int(f.stem))
+    start = time.perf_counter()
+    section = evaluate_faithfulness(
+        p.model, pictures, p.image_size, p.cam_layer, p.model_name, split="synthetic, seed 7"
+    )
+    seconds = time.perf_counter() - start  # the model loaded already: the evaluation alone
+    summary = {}
+    for method, entry in section["methods"].items():
+        means = method_means(entry)
+        if means is None:
+            summary[method] = {"error": entry.get("error", "nothing measured")}
+            continue
+        summary[method] = {
+            "deletion_auc": means[0],
+            "insertion_auc": means[1],
+            "gain_over_random": method_gain(entry),
+            "pictures": max(e.get("n", 0) for e in entry.values()),
+        }
+    out = {
+        "model": p.model_name,
+        "run_id": p.config.get("run_id"),
+        "image_size": p.image_size,
+        "seconds": seconds,
+        "summary": summary,
+        **{k: v for k, v in section.items() if k != "seconds"},
+    }
+    print("faithfulness", json.dumps({"seconds": round(seconds, 1), **summary}), flush=True)
+    return out
+
+
 SECTIONS = {
     "predict": bench_predict,
     "pipeline": bench_pipeline,
@@ -734,6 +780,7 @@ SECTIONS = {
     "load": bench_load,
     "cli": bench_cli,
     "realfaces": bench_real_faces,
+    "faithfulness": bench_faithfulness,
 }
 
 

@@ -1,6 +1,7 @@
 """Compare: the leaderboard of finished runs, learning curves side by side, confusion matrices,
 per-class precision and recall, the best run per attribute (Predict's default), calibration
-errors and the robustness table, deleting runs.
+errors and the robustness table, how faithful each explanation method's heat maps are, deleting
+runs.
 
 Reads run folders only (portrait_core.leaderboard, portrait_core.run_view): no TensorFlow here.
 """
@@ -15,6 +16,7 @@ import streamlit as st
 from pages.common import METRIC_COLUMNS, choose_dataset
 from portrait_core import run_view as rv
 from portrait_core.calibration import ECE_BINS, MIN_PICTURES
+from portrait_core.faithfulness import RANDOM, faithfulness_measured, faithfulness_table
 from portrait_core.leaderboard import best_runs, leaderboard
 from portrait_core.schema import ATTRIBUTE_KEYS, ATTRIBUTES
 
@@ -40,7 +42,32 @@ ROBUSTNESS_HELP = (
     "saved as a poor JPEG, under- and over-exposed), at the model's input size, and scored. "
     "The drop is the clean score minus the degraded one: positive means worse."
 )
+FAITHFULNESS_HELP = (
+    "Does a heat map point at the pixels the model used? Deletion: the test picture's pixels "
+    "are set to the training mean (what the model sees as nothing), hottest first, a tenth at "
+    "a time, and the probability of the predicted label is followed down; the area under that "
+    "curve is small when the map is right. Insertion: from a blurred copy, the hottest pixels "
+    "are put back first; the area is large when the map is right. Both lie between 0 and 1 "
+    "(Petsiuk et al. 2018, RISE). 'random' maps show what chance scores on the same pictures."
+)
 FLAG_STYLE = "background-color: rgba(225, 87, 89, 0.25); font-weight: 600"
+BEST_STYLE = "background-color: rgba(77, 175, 124, 0.25); font-weight: 600"
+FAITHFULNESS_COLUMNS = {
+    "deletion AUC": st.column_config.NumberColumn(help="Lower is better", format="%.3f"),
+    "insertion AUC": st.column_config.NumberColumn(help="Higher is better", format="%.3f"),
+    "insertion − deletion": st.column_config.NumberColumn(help="Higher is better", format="%+.3f"),
+    "gain over random": st.column_config.NumberColumn(
+        help="Insertion minus deletion, less that of random maps on the same pictures: what "
+        "ranks the methods. Near 0: the map knows no more than chance.",
+        format="%+.3f",
+    ),
+    "pictures": st.column_config.NumberColumn(
+        help="Test pictures measured (Score-CAM, being slow, on a third of them)"
+    ),
+    "most faithful": st.column_config.CheckboxColumn(
+        help="The best method for this model, by its gain over random averaged over the heads"
+    ),
+}
 CALIBRATION_HEADINGS = {"ece_before": "ECE before", "ece_after": "ECE after", "temperature": "T"}
 BOARD_COLUMNS = {
     **METRIC_COLUMNS,
@@ -346,6 +373,57 @@ else:
                 + "; ".join(f"`{i}`: {rv.robustness_note(chosen_metrics[i])}" for i in quality_runs)
                 + "."
             )
+
+# --- faithfulness of the heat maps ----------------------------------------------------------------
+st.header("Heat-map faithfulness", help=FAITHFULNESS_HELP)
+if not scored:
+    st.caption("No run has test metrics yet.")
+else:
+    pick_runs, pick_head = st.columns([3, 1])
+    faithfulness_runs = pick_runs.multiselect(
+        "Runs", scored, default=scored[:CURVE_RUNS], key="faithfulness_runs", placeholder="none"
+    )
+    head = pick_head.selectbox(
+        "Attribute",
+        ["mean", *ATTRIBUTE_KEYS],
+        key="faithfulness_attribute",
+        format_func=lambda a: "all (mean)" if a == "mean" else ATTRIBUTES[a].title,
+    )
+    if not faithfulness_runs:
+        st.caption("Choose one or more runs.")
+    else:
+        faithfulness_metrics = {i: by_id[i].metrics for i in faithfulness_runs}
+        models = {} if board.empty else dict(zip(board["run"], board["model"]))
+        faithful = faithfulness_table(
+            faithfulness_metrics, models, None if head == "mean" else head
+        )
+        if not faithful.empty:
+            best_rows = faithful["most faithful"].to_numpy()
+            st.dataframe(
+                faithful.style.apply(
+                    lambda row: [BEST_STYLE if best_rows[row.name] else ""] * len(row), axis=1
+                ),
+                hide_index=True,
+                key="faithfulness",
+                column_config=FAITHFULNESS_COLUMNS,
+            )
+            st.caption(
+                "Per model and explanation method, on each run's test split, each head "
+                "following its own predicted label: shaded, the most faithful method (the "
+                f"highest gain over random, averaged over the heads). '{RANDOM}': maps of "
+                "random blobs, chance; a method near it says little about this model."
+            )
+        missing = [
+            i for i in faithfulness_runs if not faithfulness_measured(faithfulness_metrics[i])
+        ]
+        if missing:
+            st.caption(
+                "; ".join(f"`{i}`: not measured" for i in missing)
+                + " (trained before faithfulness was measured; `python -m portrait_core "
+                "evaluate RUN_ID` measures it)."
+            )
+        elif faithful.empty:
+            st.caption("Nothing was measured for this attribute in these runs.")
 
 # --- delete ----------------------------------------------------------------------------------------
 st.header("Delete a run")

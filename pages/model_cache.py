@@ -21,15 +21,18 @@ log = logging.getLogger(__name__)
 
 
 def model_version(path: str | Path) -> float:
-    """The latest modification time of the model file and its calibration.json: part of the
-    cache key, so a retrained model reloads, and so does one calibrated after it was opened (a
-    run still training is calibrated when it ends, without rewriting model.keras)."""
+    """The latest modification time of the model file, its calibration.json and metrics.json:
+    part of the cache key, so a retrained model reloads, and so does one calibrated or evaluated
+    after it was opened (a run still training is calibrated when it ends, without rewriting
+    model.keras)."""
     from portrait_core.calibration import CALIBRATION_FILE
 
     times = [os.path.getmtime(os.path.join(path, "model.keras"))]
-    calibration = os.path.join(path, CALIBRATION_FILE)
-    if os.path.exists(calibration):
-        times.append(os.path.getmtime(calibration))
+    # calibration.json: its temperatures; metrics.json: the test scores and the most faithful
+    # explanation the Predictor reads (rewritten by `evaluate`)
+    for name in (CALIBRATION_FILE, "metrics.json"):
+        if os.path.exists(os.path.join(path, name)):
+            times.append(os.path.getmtime(os.path.join(path, name)))
     return max(times)
 
 

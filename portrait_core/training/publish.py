@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
+import pandas as pd
+
 from portrait_core.schema import ATTRIBUTES
-from portrait_core.training.runs import Run
+from portrait_core.training.runs import Run, write_json_atomic
 
 FILES = (
     "model.keras",
@@ -160,6 +163,30 @@ def _save_for_prediction(source: Path, target: Path) -> None:
     load_saved_model(source, compile=False).save(target)
 
 
+def complete_description(run: Run) -> dict:
+    """The run's config.json, with what runs trained before them lack: the face framing
+    (measured now on the training split, where its pictures are still there) and whether the
+    data was synthetic."""
+    from portrait_core.faces import HEAD_FRAMING, measure_framing
+    from portrait_core.training.train import is_synthetic
+
+    config = json.loads(json.dumps(run.config))  # a copy
+    data = config.setdefault("data", {})
+    root = Path(data.get("path") or config["train"]["data"])
+    data.setdefault("synthetic", is_synthetic(root))
+    preprocessing = config.setdefault("preprocessing", {})
+    if "face_framing" not in preprocessing:
+        split = run.path / "split.csv"
+        train = []
+        if split.is_file():
+            rows = pd.read_csv(split)
+            train = [root / p for p in rows.loc[rows["split"] == "train", "path"]]
+        seed = int(config["train"].get("seed") or 0)
+        framing = measure_framing([p for p in train if p.is_file()], seed=seed) or HEAD_FRAMING
+        preprocessing["face_framing"] = framing.to_dict()
+    return config
+
+
 def publish(run: Run, dest: str | Path) -> Path:
     """Copy a run's files into `dest` (replacing it whole, atomically enough: temp then rename)."""
     if run.metrics is None or not run.model_file.exists():
@@ -171,6 +198,8 @@ def publish(run: Run, dest: str | Path) -> Path:
     for name in FILES:
         if name == "model.keras":
             _save_for_prediction(run.model_file, tmp / name)
+        elif name == "config.json":
+            write_json_atomic(tmp / name, complete_description(run))
         elif (run.path / name).exists():
             shutil.copy2(run.path / name, tmp / name)
     (tmp / "MODEL_CARD.md").write_text(model_card(run))

@@ -43,7 +43,18 @@ def prepare_data(config: TrainConfig):
     return dataset, parts, split_path
 
 
-def _describe_run(config, run, dataset, parts, split_path, model, spec, replicas=1) -> dict:
+def is_synthetic(data: str | Path) -> bool:
+    """Whether a data set is drawn montages: the generator's marker, or the default set."""
+    from portrait_core.paths import DEFAULT_DATA
+    from portrait_core.synth.generate import SYNTHETIC_MARKER
+
+    path = Path(data).expanduser()
+    return (path / SYNTHETIC_MARKER).is_file() or path.resolve() == DEFAULT_DATA.resolve()
+
+
+def _describe_run(
+    config, run, dataset, parts, split_path, model, spec, framing, replicas=1
+) -> dict:
     import keras
     import tensorflow as tf
 
@@ -73,6 +84,9 @@ def _describe_run(config, run, dataset, parts, split_path, model, spec, replicas
             )
             if config.augment
             else None,
+            # how big and where a face sits in the training pictures: a face found in a photo
+            # is cropped the same way (faces.py)
+            "face_framing": framing.to_dict(),
         },
         "data": {
             "path": str(Path(config.data).resolve()),
@@ -86,6 +100,7 @@ def _describe_run(config, run, dataset, parts, split_path, model, spec, replicas
             "split_file": str(split_path),
             "split_copy": "split.csv",  # the same split, kept with the run
             "split_sizes": {k: len(v) for k, v in parts.items()},
+            "synthetic": is_synthetic(config.data),
         },
         "model": {
             "name": config.model,
@@ -157,6 +172,8 @@ def _train(config: TrainConfig, run: Run):
 
     from portrait_core.calibration import CALIBRATION_FILE, fit_calibration
     from portrait_core.evaluate import evaluate_model, head_probabilities
+    from portrait_core.faces import HEAD_FRAMING, measure_framing
+    from portrait_core.faithfulness import evaluate_faithfulness, training_sample
     from portrait_core.models import create_model, get_spec
     from portrait_core.models.layers import load_saved_model
     from portrait_core.pipeline import InputPipeline
@@ -183,6 +200,7 @@ def _train(config: TrainConfig, run: Run):
         )
     dataset, parts, split_path = prepare_data(config)
     shutil.copy2(split_path, run.path / "split.csv")  # the run describes itself without the data
+    framing = measure_framing(parts["train"].paths, seed=config.seed) or HEAD_FRAMING
     spec = get_spec(config.model)
     balance = config.balance_target()
     if balance and balance[1] is None:
@@ -214,7 +232,7 @@ def _train(config: TrainConfig, run: Run):
     model.get_layer("zero_centre").set_mean(mean)
     write_json_atomic(
         run.path / "config.json",
-        _describe_run(config, run, dataset, parts, split_path, model, spec, replicas),
+        _describe_run(config, run, dataset, parts, split_path, model, spec, framing, replicas),
     )
 
     losses, metrics = losses_and_metrics(config.attributes, config.label_smoothing)
@@ -284,6 +302,15 @@ def _train(config: TrainConfig, run: Run):
         metrics_out["attributes"],
         batch_size=config.batch_size,
     )
+    # deletion and insertion AUC of every explanation method, on a few test pictures
+    metrics_out["faithfulness"] = evaluate_faithfulness(
+        best,
+        parts["test"].paths,
+        config.image_size,
+        spec.cam_layer,
+        config.model,
+        n=training_sample(len(parts["test"])),
+    )
     metrics_out.update(
         split="test",
         train_seconds=round(train_seconds, 3),
@@ -334,6 +361,8 @@ def evaluate_run(
     from portrait_core.data.formats import load_dataset
     from portrait_core.data.table import label_codes
     from portrait_core.evaluate import evaluate_model
+    from portrait_core.faithfulness import evaluate_faithfulness
+    from portrait_core.models.catalog import get_info
     from portrait_core.models.layers import load_saved_model
     from portrait_core.paths import RUNS
     from portrait_core.pipeline import InputPipeline, SplitData
@@ -380,6 +409,14 @@ def evaluate_run(
         metrics["attributes"],
         split=split,
         batch_size=config.batch_size,
+    )
+    metrics["faithfulness"] = evaluate_faithfulness(
+        model,
+        evaluated.paths,
+        config.image_size,
+        get_info(config.model).cam_layer,
+        config.model,
+        split=split,
     )
     trained = run.metrics or {}
     metrics.update(
