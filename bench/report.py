@@ -339,6 +339,28 @@ def markdown(results: dict, gpu: dict | None = None) -> str:
                 f"The photo takes {_f(c['photo_over_not_an_image'])}x as long: the bad file is "
                 "answered before TensorFlow is imported.",
             ]
+        if "batch" in entry:
+            b = entry["batch"]
+            on = entry.get("measured_on", {}).get("batch")
+            lines += [
+                "",
+                f"### 7b. Many pictures at once: a folder of {b['pictures']:,} into a CSV"
+                + (f" ({on['cpu']}, {on['cores']} cores)" if on else ""),
+                "",
+                f"The default model ({b['model']} at {b['image_size']} px), "
+                f"`python -m portrait_core predict FOLDER --csv` (tf.data decoding in parallel, "
+                f"batches of {b['batch']}), against one picture at a time.",
+                "",
+                "| how | pictures/s | the CSV is faster by |",
+                "|---|---|---|",
+                f"| `predict FOLDER --csv` (median of {b['repeats']}) | "
+                f"{_f(b['csv_pictures_per_s'])} | |",
+                f"| `Predictor.predict` per picture, model loaded (median of {b['single_n']}) | "
+                f"{_f(b['one_at_a_time_pictures_per_s'])} | {_f(b['csv_over_one_at_a_time'])}x |",
+                f"| `python -m portrait_core predict FILE` per picture (median of {b['cli_n']}) | "
+                f"{_f(b['one_process_each_pictures_per_s'], 2)} | "
+                f"{_f(b['csv_over_one_process_each'], 0)}x |",
+            ]
         if "realfaces" in entry:
             lines += real_faces_markdown(entry["realfaces"], entry.get("measured_on", {}))
         if "faithfulness" in entry:

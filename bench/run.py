@@ -631,6 +631,68 @@ def bench_cli(repeats: int = 5) -> dict:
     }
 
 
+# --- 7b. many pictures at once ------------------------------------------------------------------
+BATCH_N = 1000
+
+
+def bench_batch(repeats: int = 3, single_n: int = 200, cli_n: int = 5) -> dict:
+    """Pictures per second labelling a folder of BATCH_N synthetic pictures (128 px) into a CSV
+    with the default model, against one picture at a time: through the Python API (one forward
+    pass each), and as a shell loop of `python -m portrait_core predict FILE` would (one process
+    each). Medians of `repeats` (the CSV) and of each picture's time (the others)."""
+    from portrait_core import load_predictor
+    from portrait_core.batch_predict import BATCH, list_pictures, predict_pictures
+    from portrait_core.images import open_rgb
+    from portrait_core.paths import DEFAULT_MODEL
+    from portrait_core.tf_startup import quiet_tensorflow
+
+    quiet_tensorflow()
+    folder = synthetic(BATCH_N, 128)
+    paths = list_pictures([folder])
+    predictor = load_predictor(DEFAULT_MODEL)
+    predictor.predict(open_rgb(paths[0]))  # traced once, as a warm server would be
+    batched = []
+    for k in range(repeats):
+        out = WORK / f"batch-{k}.csv"
+        out.unlink(missing_ok=True)
+        start = time.perf_counter()
+        counts = predict_pictures(paths, predictor, out, progress=False)
+        batched.append(time.perf_counter() - start)
+        if counts["rows"] != len(paths) or counts["errors"]:
+            raise RuntimeError(f"batch run wrote {counts}")
+    single = []
+    for path in paths[:single_n]:
+        start = time.perf_counter()
+        predictor.predict(open_rgb(path))
+        single.append(time.perf_counter() - start)
+    processes = []
+    for path in paths[:cli_n]:
+        start = time.perf_counter()
+        subprocess.run(
+            [sys.executable, "-m", "portrait_core", "predict", str(path)],
+            cwd=PROJECT, capture_output=True, check=True, timeout=300,
+        )  # fmt: skip
+        processes.append(time.perf_counter() - start)
+    batch_rate = len(paths) / statistics.median(batched)
+    single_rate = 1 / statistics.median(single)
+    process_rate = 1 / statistics.median(processes)
+    return {
+        "model": predictor.model_name,
+        "image_size": predictor.image_size,
+        "pictures": len(paths),
+        "batch": BATCH,
+        "csv_seconds": statistics.median(batched),
+        "csv_pictures_per_s": batch_rate,
+        "one_at_a_time_pictures_per_s": single_rate,
+        "one_process_each_pictures_per_s": process_rate,
+        "csv_over_one_at_a_time": batch_rate / single_rate,
+        "csv_over_one_process_each": batch_rate / process_rate,
+        "repeats": repeats,
+        "single_n": single_n,
+        "cli_n": cli_n,
+    }
+
+
 # --- 8. real faces ----------------------------------------------------------------------------
 REAL_FACES = PROJECT.parent / "shared" / "realfaces" / "utkface-dev"
 REAL_FACES_RECIPES = {  # same network, the study's training settings against ours
@@ -779,6 +841,7 @@ SECTIONS = {
     "app": bench_app,
     "load": bench_load,
     "cli": bench_cli,
+    "batch": bench_batch,
     "realfaces": bench_real_faces,
     "faithfulness": bench_faithfulness,
 }
