@@ -219,6 +219,14 @@ def settings_form() -> dict:
         class_weights = row[4].toggle(
             "Class weights", key="train_class_weights", persist_state=KEEP
         )
+        faces = st.toggle(
+            "Find faces first",
+            key="train_faces",
+            persist_state=KEEP,
+            help="For photos where the person is small in the frame: each picture is cut down "
+            "to its largest face, with the head and hair, before training (the crops are made "
+            "once and kept beside the data). Pictures without a face are left out and counted.",
+        )
 
     balance = None
     if balance_by != NO_BALANCE:
@@ -235,6 +243,7 @@ def settings_form() -> dict:
         "seed": int(seed),
         "augment": bool(augment),
         "class_weights": bool(class_weights),
+        "faces": bool(faces),
         "max_steps_per_epoch": int(max_steps) or None,
         "balance": balance,
         "options": options,

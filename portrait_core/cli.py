@@ -127,6 +127,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             label_smoothing=args.label_smoothing,
             class_weights=False if args.no_class_weights else None,
             distribute=args.distribute,
+            faces=True if args.faces else None,
         )
         run = None
         from portrait_core.data.formats import detect_format
@@ -356,6 +357,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--distribute",
         choices=DISTRIBUTE,
         help="mirrored: one model copy per local GPU (TensorFlow's MirroredStrategy)",
+    )
+    p.add_argument(
+        "--faces",
+        action="store_true",
+        help="crop each picture to its face first (uncropped photos; cached beside the data)",
     )
     p.add_argument("--out", default=str(RUNS), help="folder for run folders")
     p.add_argument("--from-run", help=argparse.SUPPRESS)

@@ -57,6 +57,14 @@ class ImportReport:
     # attribute -> reason -> labels left blank, and a few file names for each
     blank_labels: dict[str, Counter] = field(default_factory=dict)
     blank_examples: dict[str, dict[str, list[str]]] = field(default_factory=dict)
+    # pictures kept with a remark (e.g. several faces, the largest kept), and a few names each
+    noted: Counter = field(default_factory=Counter)
+    noted_examples: dict[str, list[str]] = field(default_factory=dict)
+
+    def note(self, remark: str, where: str | Path) -> None:
+        """One picture kept, with a remark worth counting."""
+        self.noted[remark] += 1
+        _keep_example(self.noted_examples.setdefault(remark, []), where)
 
     def skip(self, reason: str, where: str | Path) -> None:
         """One picture left out of the table."""

@@ -63,6 +63,9 @@ class TrainConfig:
     # "none", or "mirrored": TensorFlow's MirroredStrategy, one model copy per local GPU (the
     # batch is split between them; batch_size is the global batch)
     distribute: str = "none"
+    # crop every picture to its face first (MTCNN; for data sets of uncropped photos): the crops
+    # are made once and cached beside the data's split file (data/face_crops.py)
+    faces: bool = False
     out: str = str(RUNS)  # where run folders go
 
     def __post_init__(self) -> None:
@@ -168,6 +171,7 @@ _TYPES = {
     "max_steps_per_epoch": int,
     "max_minutes": (float, int),
     "distribute": str,
+    "faces": bool,
     "out": str,
 }
 

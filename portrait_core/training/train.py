@@ -30,6 +30,10 @@ def prepare_data(config: TrainConfig):
 
     dataset = load_dataset(config.data)
     splits, split_path = load_or_make_split(dataset, config.seed, config.split)
+    if config.faces:  # each picture cut down to its face, once (data/face_crops.py)
+        from portrait_core.data.face_crops import face_crops
+
+        dataset, splits = face_crops(dataset, splits, split_path)
     parts = split_data(dataset.table, splits, config.attributes)
     if len(parts["train"]) == 0 or len(parts["val"]) == 0:
         raise ValueError(
@@ -96,6 +100,7 @@ def _describe_run(
                 "loaded": dataset.report.n_loaded,
                 "skipped": dict(dataset.report.skipped),  # pictures left out, by reason
                 "blank_labels": dataset.report.blank_counts(),  # attribute -> reason -> n
+                "noted": dict(dataset.report.noted),  # pictures kept with a remark, by remark
             },
             "split_file": str(split_path),
             "split_copy": "split.csv",  # the same split, kept with the run
@@ -379,6 +384,12 @@ def evaluate_run(
         train_codes = parts["train"].codes
     else:
         dataset = load_dataset(data)
+        if config.faces:  # trained on face crops: the other data set is cropped the same way
+            from portrait_core.data.face_crops import face_crops
+            from portrait_core.data.split import load_or_make_split
+
+            splits, split_path = load_or_make_split(dataset, config.seed, config.split)
+            dataset, _ = face_crops(dataset, splits, split_path)
         table = dataset.table
         evaluated = SplitData(
             table["path"].to_numpy(), {a: label_codes(table, a) for a in config.attributes}
