@@ -159,6 +159,78 @@ def faithfulness_markdown(r: dict, measured_on: dict) -> list[str]:
     return lines
 
 
+def export_markdown(r: dict, measured_on: dict) -> list[str]:
+    """bench_export: each format beside Keras, latency and size, and the parity measured."""
+    on = measured_on.get("export")
+    lines = ["", "### 10. Export: the default model in other runtimes"]
+    if "skipped" in r:
+        return lines + ["", f"Skipped: {r['skipped']}."]
+    keras = r["formats"]["keras"]
+    lines += [
+        "",
+        f"The committed default model ({r['model']} at {r['image_size']} px, run "
+        f"`{r.get('run_id')}`), exported with `python -m portrait_core export` and run by "
+        "`portrait_core.export.load_exported` in each format's own runtime, "
+        f"{r['threads']} threads each"
+        + (f" ({on['cpu']}, {on['cores']} cores)" if on else "")
+        + f". One letterboxed picture, warm, median of {r['repeats']}; Keras is "
+        "`Predictor.predict_squares` (its temperatures applied in numpy, as the exports do in "
+        f"the graph). The difference is the largest of any probability on {r['parity_pictures']} "
+        "synthetic pictures against Keras'.",
+        "",
+        "| format | file | one picture ms | speed-up over Keras | size MB | export s | max difference |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, x in r["formats"].items():
+        speed = keras["one_picture_ms"] / x["one_picture_ms"]
+        difference = x.get("max_difference")
+        lines.append(
+            f"| {name} | `{x['artifact']}` | {_f(x['one_picture_ms'], 2)} | "
+            f"{_f(speed, 1)}x | {_f(x['bytes'] / 1e6, 2)} | {_f(x.get('export_s'), 1)} | "
+            + ("-" if difference is None else f"{difference:.1e}")
+            + " |"
+        )
+    return lines
+
+
+def frozen_markdown(r: dict, measured_on: dict) -> list[str]:
+    """bench_frozen: resnet50 epoch seconds with and without the frozen layers' cache."""
+    on = measured_on.get("frozen")
+    heads = sorted(next(iter(r["runs"].values()))["whole"]["val"])
+    lines = [
+        "",
+        "## Frozen backbones on cached features",
+        "",
+        f"resnet50 at 128 px, random weights from a file, no augmentation, {r['epochs']} epochs "
+        f"on {r['pictures']['train']} training and {r['pictures']['val']} validation pictures, "
+        "the same seed both ways. *whole*: every epoch runs all of ResNet50; *cached*: the "
+        "frozen layers' output is computed once (its pass is counted in the first epoch), then "
+        "only the top trains (`portrait_core/training/frozen.py`). The top still runs the "
+        "blocks it trains, forward and backward, so the speed-up is bounded by the share of "
+        "work they are: at 128 px conv5's last block is about a seventh of a whole-model step."
+        + (f" Measured on {on['cpu']}, {on['cores']} cores." if on else ""),
+        "",
+        "| unfreeze | way | cut | first epoch s | later epochs s (median) | speed-up | "
+        "step ms (median) | step speed-up | "
+        + " | ".join(h.removeprefix("val_") for h in heads)
+        + " |",
+        "|---|---|---|---|---|---|---|---|" + "---|" * len(heads),
+    ]
+    for name, row in r["runs"].items():
+        for way in ("whole", "cached"):
+            x = row[way]
+            speed = _f(row["speed_up_after_first"], 1) + "x" if way == "cached" else ""
+            step = _f(row.get("step_speed_up"), 1) + "x" if way == "cached" else ""
+            lines.append(
+                f"| {name.split()[-1]} | {way} | {x['cache'].get('cut_layer') or '-'} | "
+                f"{_f(x['first_epoch_s'], 2)} | {_f(x['later_epoch_median_s'], 2)} | {speed} | "
+                f"{_f(x.get('step_median_s', 0) * 1000, 0)} | {step} | "
+                + " | ".join(_f(x["val"][h], 4) for h in heads)
+                + " |"
+            )
+    return lines
+
+
 def markdown(results: dict, gpu: dict | None = None) -> str:
     lines = [
         "# Benchmarks",
@@ -365,6 +437,10 @@ def markdown(results: dict, gpu: dict | None = None) -> str:
             lines += real_faces_markdown(entry["realfaces"], entry.get("measured_on", {}))
         if "faithfulness" in entry:
             lines += faithfulness_markdown(entry["faithfulness"], entry.get("measured_on", {}))
+        if "export" in entry:
+            lines += export_markdown(entry["export"], entry.get("measured_on", {}))
+        if "frozen" in entry:
+            lines += frozen_markdown(entry["frozen"], entry.get("measured_on", {}))
     if gpu:
         lines += gpu_markdown(gpu, results.get("cpu", {}).get("train"))
     return "\n".join(lines) + "\n"

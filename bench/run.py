@@ -18,6 +18,10 @@ script run, side by side, and the ratio is reported. Sections (run a subset with
               same image size and time budget (skipped, saying why, where that folder is absent)
     faithfulness  deletion and insertion AUC of every explanation method for the committed
               default model (artifacts/default) on fresh synthetic pictures, and the seconds taken
+    export    the default model exported as SavedModel, TFLite (and quantised) and ONNX: one
+              picture's latency in each runtime and the size on disk, beside Keras'
+    frozen    resnet50 --unfreeze 10 and 20 at 128 px: epoch seconds with and without the cache
+              of the frozen layers' output (training/frozen.py), val metrics side by side
 """
 
 from __future__ import annotations
@@ -550,6 +554,7 @@ def bench_load(rounds: int = LOAD_ROUNDS) -> dict:
         CHROMIUM,
         CHROMIUM_ARGS,
         LABEL_TITLES,
+        grace_hopper,
         launch_small_run,
         portrait_photo,
         predict_in_sessions,
@@ -558,7 +563,7 @@ def bench_load(rounds: int = LOAD_ROUNDS) -> dict:
     from playwright.sync_api import sync_playwright
 
     data = synthetic(200, 128)
-    photo = portrait_photo(data / "1.png", WORK / "load-photo.jpg")
+    photo = portrait_photo(grace_hopper(), WORK / "load-photo.jpg")
     times, epochs, alone = [], [], []
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
@@ -832,6 +837,175 @@ def bench_faithfulness() -> dict:
     return out
 
 
+# --- 10. export -------------------------------------------------------------------------------
+EXPORT_REPEATS = 50  # one picture takes a few ms: many repeats for a steady median
+EXPORT_PARITY_PICTURES = 20
+
+
+def bench_export(repeats: int = EXPORT_REPEATS) -> dict:
+    """The committed default model through Keras (Predictor.predict_squares, temperatures applied
+    in numpy) and through each export in its own runtime (portrait_core.export.load_exported):
+    one letterboxed picture's latency (median of `repeats`, warm), the size on disk, the export's
+    own seconds, and the largest probability difference from Keras on 20 synthetic pictures.
+    Every runtime gets all the cores (TensorFlow takes them by default; the interpreters are
+    told), so the figures compare runtimes, not thread counts."""
+    from portrait_core import load_predictor
+    from portrait_core.export import FORMATS, artifact_bytes, export_model, load_exported
+    from portrait_core.images import load_letterboxed
+    from portrait_core.paths import DEFAULT_MODEL
+    from portrait_core.tf_startup import quiet_tensorflow
+
+    if not (DEFAULT_MODEL / "model.keras").exists():
+        reason = f"{DEFAULT_MODEL} has no model.keras: section skipped"
+        print(reason, file=sys.stderr)
+        return {"skipped": reason}
+    quiet_tensorflow()
+    p = load_predictor(DEFAULT_MODEL)
+    one = p.square(photo_1024x768())[None]
+    pictures = sorted(synthetic(200, 128).glob("*.png"), key=lambda f: int(f.stem))
+    squares = np.stack(
+        [load_letterboxed(f, p.image_size) for f in pictures[:EXPORT_PARITY_PICTURES]]
+    )
+
+    def as_arrays(results: list[dict]) -> dict[str, np.ndarray]:
+        return {a: np.array([list(r[a]["probs"].values()) for r in results]) for a in p.attributes}
+
+    reference = as_arrays(p.predict_squares(squares))
+    out = {
+        "model": p.model_name,
+        "run_id": p.config.get("run_id"),
+        "image_size": p.image_size,
+        "threads": os.cpu_count(),
+        "repeats": repeats,
+        "parity_pictures": len(squares),
+        "formats": {
+            "keras": {
+                "one_picture_ms": 1000 * median_time(lambda: p.predict_squares(one), repeats),
+                "bytes": (DEFAULT_MODEL / "model.keras").stat().st_size,
+                "artifact": "model.keras",
+            }
+        },
+    }
+    for fmt, quantize in [(f, False) for f in FORMATS] + [("tflite", True)]:
+        name = f"{fmt} quantised" if quantize else fmt
+        folder = WORK / "export" / name.replace(" ", "-")
+        shutil.rmtree(folder, ignore_errors=True)
+        start = time.perf_counter()
+        artifact = export_model(DEFAULT_MODEL, fmt, folder, quantize=quantize)
+        seconds = time.perf_counter() - start
+        run = load_exported(folder, threads=os.cpu_count())
+        got = run(squares)
+        out["formats"][name] = {
+            "one_picture_ms": 1000 * median_time(lambda run=run: run(one), repeats),
+            "bytes": artifact_bytes(artifact),
+            "artifact": artifact.name,
+            "export_s": seconds,
+            "max_difference": max(float(np.abs(got[a] - reference[a]).max()) for a in got),
+        }
+    for name, row in out["formats"].items():
+        print("export", name, {k: v for k, v in row.items() if k != "artifact"}, flush=True)
+    return out
+
+
+# --- frozen backbones on cached features (training/frozen.py) ---------------------------------
+def _frozen_fit(weights: str, parts: dict, unfreeze: int, cached: bool, epochs: int) -> dict:
+    """resnet50 at 128 px, seeded: per-epoch seconds and the last epoch's val metrics."""
+    import keras
+
+    from portrait_core.models import create_model
+    from portrait_core.pipeline import InputPipeline
+    from portrait_core.schema import ATTRIBUTE_KEYS
+    from portrait_core.training.config import TrainConfig
+    from portrait_core.training.frozen import fit_inputs
+    from portrait_core.training.metrics import losses_and_metrics
+
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(0)
+    model = create_model(
+        "resnet50", 128, ATTRIBUTE_KEYS, weights=weights, unfreeze=unfreeze, pooling="gap"
+    )
+    pipeline = InputPipeline(**parts, image_size=128, batch_size=BATCH_128, seed=0, augment=False)
+    model.get_layer("zero_centre").set_mean(pipeline.mean_image())  # also decodes and caches
+    start = time.perf_counter()
+    if cached:
+        config = TrainConfig(data="unused", augment=False)
+        fit_model, train_ds, val_ds, described = fit_inputs(model, pipeline, config, 1, WORK / "fz")
+    else:
+        fit_model, described = model, {"used": False, "reason": "the whole model, to compare"}
+        train_ds, val_ds = pipeline.train_dataset(), pipeline.eval_dataset("val")
+    fill = time.perf_counter() - start
+    losses, metrics = losses_and_metrics(ATTRIBUTE_KEYS)
+    fit_model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=losses, metrics=metrics)
+    seconds: list[float] = []
+    steps: list[float] = []  # training steps after each epoch's first (iterator start-up)
+
+    class Clock(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.start = self.last = time.perf_counter()
+
+        def on_train_batch_end(self, batch, logs=None):
+            now = time.perf_counter()
+            if batch and epoch_done():
+                steps.append(now - self.last)
+            self.last = now
+
+        def on_epoch_end(self, epoch, logs=None):
+            seconds.append(time.perf_counter() - self.start)
+
+    def epoch_done() -> bool:  # the first epoch traces the step function: left out
+        return bool(seconds)
+
+    history = fit_model.fit(
+        train_ds, validation_data=val_ds, epochs=epochs, verbose=0, callbacks=[Clock()]
+    )
+    pipeline.close()
+    last = {k: float(v[-1]) for k, v in history.history.items() if k.startswith("val_")}
+    return {
+        "cache": described,
+        "fill_s": fill if cached else 0.0,
+        "epoch_s": seconds,
+        "first_epoch_s": seconds[0] + (fill if cached else 0.0),  # the cache's pass included
+        "later_epoch_median_s": statistics.median(seconds[1:]),
+        "step_median_s": statistics.median(steps),
+        "val": last,
+    }
+
+
+def bench_frozen(n: int = 600, epochs: int = 5) -> dict:
+    """resnet50 --unfreeze 10 and 20 at 128 px, with and without the cache, side by side.
+
+    Random weights saved to a file stand in for ImageNet's (not downloadable here): speed and
+    equality do not depend on the values. The same seed both ways, so the val metrics compare.
+    """
+    import keras
+
+    from portrait_core.schema import ATTRIBUTE_KEYS
+
+    weights = WORK / "resnet50-random-128.weights.h5"
+    if not weights.exists():
+        donor = keras.applications.ResNet50(
+            include_top=False, weights=None, input_shape=(128, 128, 3)
+        )
+        donor.save_weights(weights)
+    parts = _parts(synthetic(n, 128), 128)
+    parts = {k: type(v)(v.paths, {a: v.codes[a] for a in ATTRIBUTE_KEYS}) for k, v in parts.items()}
+    out = {"pictures": {k: len(v) for k, v in parts.items()}, "epochs": epochs, "runs": {}}
+    for unfreeze in (10, 20):
+        row = {}
+        for cached in (False, True):
+            row["cached" if cached else "whole"] = _frozen_fit(
+                str(weights), parts, unfreeze, cached, epochs
+            )
+        row["speed_up_after_first"] = (
+            row["whole"]["later_epoch_median_s"] / row["cached"]["later_epoch_median_s"]
+        )
+        # per training step, without each epoch's fixed costs (iterators, validation start)
+        row["step_speed_up"] = row["whole"]["step_median_s"] / row["cached"]["step_median_s"]
+        out["runs"][f"unfreeze {unfreeze}"] = row
+        print("frozen", unfreeze, {k: v for k, v in row.items()}, flush=True)
+    return out
+
+
 SECTIONS = {
     "predict": bench_predict,
     "pipeline": bench_pipeline,
@@ -844,6 +1018,8 @@ SECTIONS = {
     "batch": bench_batch,
     "realfaces": bench_real_faces,
     "faithfulness": bench_faithfulness,
+    "export": bench_export,
+    "frozen": bench_frozen,
 }
 
 

@@ -1,7 +1,7 @@
 """Compare: the leaderboard of finished runs, learning curves side by side, confusion matrices,
 per-class precision and recall, the best run per attribute (Predict's default), calibration
-errors and the robustness table, how faithful each explanation method's heat maps are, deleting
-runs.
+errors and the robustness table, how faithful each explanation method's heat maps are, tuning
+sweeps (pages/sweep_panels.py), deleting runs.
 
 Reads run folders only (portrait_core.leaderboard, portrait_core.run_view): no TensorFlow here.
 """
@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import plotly.graph_objects as go
 import streamlit as st
 
+from pages import sweep_panels
 from pages.common import METRIC_COLUMNS, choose_dataset
 from portrait_core import run_view as rv
 from portrait_core.calibration import ECE_BINS, MIN_PICTURES
@@ -424,6 +425,10 @@ else:
             )
         elif faithful.empty:
             st.caption("Nothing was measured for this attribute in these runs.")
+
+# --- tuning sweeps --------------------------------------------------------------------------------
+st.header("Sweeps", help="A sweep trains many runs of one model, its settings chosen by Optuna.")
+sweep_panels.sweep_comparison()  # the best trial, parallel coordinates, importances
 
 # --- delete ----------------------------------------------------------------------------------------
 st.header("Delete a run")

@@ -118,6 +118,7 @@ if not uploads and dataset is not None and len(dataset):
         ["(none)"] + [os.path.basename(p) for p in samples],
         key="sample",
     )
+    st.caption("A sample of the data set is labelled whole, framed as the training pictures.")
     if pick != "(none)":
         path = samples[[os.path.basename(p) for p in samples].index(pick)]
         try:  # the import checks headers only: a picture damaged further fails here
@@ -182,10 +183,11 @@ if synthetic_models and any(p[4] for p in photos):
     st.page_link("pages/train.py", label="Train on real portraits", icon=":material/school:")
 
 
-def label_photo(name: str, photo, data: bytes):
+def label_photo(name: str, photo, data: bytes, uploaded: bool):
     """(labelled subjects, faces found or None with detection off). No face found: nothing
-    is labelled unless the user asked for the whole picture (its checkbox, below)."""
-    faces = faces_in(data, name) if find_faces else None
+    is labelled unless the user asked for the whole picture (its checkbox, below). A sample
+    picture of the data set is labelled whole: it is framed as the training pictures were."""
+    faces = faces_in(data, name) if find_faces and uploaded else None
     if faces == [] and not st.session_state.get(f"whole_{name}"):
         return [], faces
     found = subjects(photo, faces or None)
@@ -193,12 +195,12 @@ def label_photo(name: str, photo, data: bytes):
 
 
 rows, thumbs, labelled = [], [], {}
-for name, photo, error, data, _ in photos:
+for name, photo, error, data, uploaded in photos:
     if photo is None:
         rows += result_rows(name, [], error)
         thumbs.append(None)
         continue
-    found, faces = label_photo(name, photo, data)
+    found, faces = label_photo(name, photo, data, uploaded)
     labelled[name] = (photo, found, faces)
     for row in result_rows(name, found):
         rows.append(row)

@@ -1,4 +1,5 @@
-"""Train: choose a model and its settings, start a run in its own process, watch it live.
+"""Train: choose a model and its settings, start a run in its own process, watch it live; or
+start a sweep of runs whose settings Optuna chooses (the Sweep tab, pages/sweep_panels.py).
 
 The run is a separate `python -m portrait_core train` process writing a run folder; this page
 only reads that folder (in a fragment that refreshes itself), so a reload, a closed tab or a
@@ -12,11 +13,13 @@ import plotly.graph_objects as go
 import streamlit as st
 from plotly.subplots import make_subplots
 
+from pages import sweep_panels
 from pages.common import METRIC_COLUMNS, RESOLVED_KEY, choose_dataset
 from portrait_core import run_view as rv
 from portrait_core.models.catalog import TRAIN_DEFAULT
 from portrait_core.schema import ATTRIBUTE_KEYS, ATTRIBUTES
-from portrait_core.training.launch import launch_training
+from portrait_core.sweeps.sweep import trial_tag
+from portrait_core.training.launch import launch_resume, launch_training
 from portrait_core.training.runs import FINAL_STATES, PROCESS_DIED, Run
 
 LIVE_EVERY_S = 1.5  # the selected run's view refreshes this often (the issue asks for <= 2 s)
@@ -29,6 +32,7 @@ STATE_BADGES = {  # state -> (material icon, badge colour)
     "completed": (":material/check_circle:", "green"),
     "cancelled": (":material/stop_circle:", "orange"),
     "failed": (":material/error:", "red"),
+    "pruned": (":material/content_cut:", "violet"),  # a sweep's trial, stopped by its pruner
 }
 NO_BALANCE = "none"
 WEIGHTS = ("imagenet", "none")
@@ -268,7 +272,8 @@ def start(settings: dict) -> None:
     st.toast(f"Started {run.id}", icon=":material/play_arrow:")
 
 
-with st.container(border=True):
+run_tab, sweep_tab = st.tabs(["Run", "Sweep"])
+with run_tab, st.container(border=True):
     st.subheader("New run")
     settings = settings_form()
     left, right = st.columns([1, 5], vertical_alignment="center")
@@ -280,10 +285,19 @@ with st.container(border=True):
             f"Trains on `{data_path}` ({len(dataset):,} pictures, the data set chosen in the "
             f"sidebar) into `{rv.runs_root()}`. The run goes on if you close this tab."
         )
+        try:  # settings that cannot train get no estimate; Start says why
+            planned = rv.train_config(data_path, out=str(rv.runs_root()), **settings)
+        except ValueError:
+            planned = None
+        if planned is not None:
+            estimate = rv.duration_estimate(planned, len(dataset), rv.run_store().list())
+            st.caption(rv.describe_estimate(estimate, planned))
     else:
         right.caption("Choose a data set with pictures in the sidebar to start a run.")
     if clicked:
         start(settings)
+with sweep_tab:  # many runs of one model, their settings chosen by Optuna (pages/sweep_panels.py)
+    sweep_panels.sweep_tab(data_path, len(dataset) if can_start else 0)
 
 
 # --- the runs --------------------------------------------------------------------------------------
@@ -426,9 +440,42 @@ def run_details(run: Run) -> None:
                 st.code(tail, language=None)
     elif state == "cancelled":
         st.warning("This run was stopped before its last epoch.")
+    if state in ("failed", "cancelled"):
+        resume_button(run)
+    if state == "cancelled":
         metrics_section(run)
     elif state == "completed":
         metrics_section(run)
+    elif state == "pruned":
+        tag = trial_tag(run)
+        st.info(
+            f"Trial {tag.get('trial', '?')} of sweep **{tag.get('sweep', '?')}**, pruned after "
+            f"epoch {status.get('pruned_after_epoch', '?')}: its validation loss was behind the "
+            "sweep's other trials at that epoch, so it stopped early, unscored on the test split."
+        )
+
+
+def resume_button(run: Run) -> None:
+    """Resume a failed or cancelled run from its last backed-up epoch (`train --resume`)."""
+    problem = run.resume_problem
+    if problem:
+        st.caption(f"It cannot be resumed: {problem.split(': ', 1)[-1]}.")
+        return
+    epoch = run.backed_up_epoch
+    if st.button(
+        f"Resume from epoch {epoch}",
+        key="resume",
+        icon=":material/resume:",
+        help="Continue in the same run folder from the last finished epoch: weights, optimizer, "
+        "learning-rate schedule and early-stopping state as they were.",
+    ):
+        try:
+            launch_resume(run)
+        except (ValueError, OSError) as exc:
+            st.error(f"**The run could not be resumed:** {exc}.")
+            return
+        st.toast(f"Resuming {run.id} from epoch {epoch}", icon=":material/resume:")
+        st.rerun()
 
 
 @st.fragment(run_every=LIVE_EVERY_S)

@@ -6,13 +6,20 @@
     python -m portrait_core train --data data/synthetic --model small_resnet \
         --attributes gender,age,face_shape,hairstyle --epochs 10
     python -m portrait_core train --model resnet50 --preset study --attributes hairstyle
+    python -m portrait_core sweep --model cnn_custom --attributes gender,age --trials 20 \
+        [--space space.yaml] [--timeout 120] [--name NAME]   # again: resumes NAME
     python -m portrait_core stop RUN_ID
+    python -m portrait_core train --resume RUN_ID          # a killed run, from its last epoch
+    TF_CONFIG='{"cluster": ...}' python -m portrait_core train --distribute multiworker \
+        --run-name NAME ...                                 # on every machine (README)
     python -m portrait_core evaluate RUN_ID [--data OTHER_FOLDER]
     python -m portrait_core predict face.jpg --model artifacts/default --json
     python -m portrait_core predict *.jpg --model RUN_ID --explain gradcam --out overlays/
     python -m portrait_core predict group.jpg --faces          # each face found, labelled
     python -m portrait_core predict photos/ --csv labels.csv [--faces] [--resume]
     python -m portrait_core publish RUN_ID --dest artifacts/default
+    python -m portrait_core export artifacts/default --format onnx --out exports/default
+    python -m portrait_core export RUN_ID --format tflite --quantize --out exports/small
 
 Bad input prints one line on stderr and exits with status 2; nothing already saved is touched.
 Arguments and files are checked before TensorFlow is imported, so bad input answers at once;
@@ -88,7 +95,23 @@ def cmd_train(args: argparse.Namespace) -> int:
     from portrait_core.training.runs import Run, read_json
     from portrait_core.training.train import run_training
 
-    if args.from_run:  # launched by the app: the request is in the run folder
+    resume = False
+    if args.resume:  # a killed, failed or cancelled run, from its last backed-up epoch
+        from portrait_core.training.runs import RunStore
+
+        run = RunStore(args.out).get(args.resume)
+        # launched by the app's Resume button: the run reads "queued" until this process runs
+        problem = run.resume_problem if not args.launched else None
+        if problem or run.backed_up_epoch == 0:
+            raise UserError(problem or f"run {run.id} has no backed-up epoch to resume from")
+        config = TrainConfig.from_dict(run.config["train"])
+        if config.distribute == "multiworker":
+            raise UserError(
+                f"run {run.id} is a multiworker run: start every worker again with its first "
+                "command, and it resumes from the last epoch all of them backed up"
+            )
+        resume = True
+    elif args.from_run:  # launched by the app: the request is in the run folder
         run = Run(Path(args.from_run))
         config = TrainConfig.from_dict(read_json(run.path / "request.json", {}))
     else:
@@ -133,11 +156,73 @@ def cmd_train(args: argparse.Namespace) -> int:
         from portrait_core.data.formats import detect_format
 
         detect_format(config.data)  # a missing or unreadable data set: before any run folder
+        if config.distribute == "multiworker":  # every worker names the run alike (workers.py)
+            from portrait_core.training.workers import read_tf_config, worker_run
+
+            worker = read_tf_config()
+            run, resume = worker_run(config, worker, args.run_name)
+        elif args.run_name:
+            raise UserError("--run-name names a --distribute multiworker run")
     quiet_tensorflow(args.verbose)
-    run = run_training(config, run)
+    run = run_training(config, run, resume=resume)
     state = run.status.get("state")
     print(f"{state}: {run.path}", file=sys.stderr)
+    if config.distribute == "multiworker":
+        from portrait_core.training.workers import finish_worker, read_tf_config
+
+        finish_worker(run, read_tf_config())
     return 0 if state in ("completed", "cancelled") else 1
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from portrait_core.paths import DEFAULT_DATA
+    from portrait_core.sweeps.space import default_space, read_space
+    from portrait_core.sweeps.sweep import Sweep, SweepSpec, SweepStore, best_trial
+
+    if args.from_sweep:  # launched by the app: the sweep's folder is ready
+        sweep = Sweep(Path(args.from_sweep))
+    else:  # a new sweep, or one to resume: what is not given again comes from its folder
+        store = SweepStore.beside(args.out)
+        model = args.model or TRAIN_DEFAULT
+        attributes = (args.attributes or "gender,age,face_shape,hairstyle").split(",")
+        name = args.name or "-".join([model, *(a.split("_")[0] for a in attributes)])
+        try:
+            before = store.get(name)
+        except FileNotFoundError:
+            before = None
+        if before is None and args.trials is None:
+            raise UserError("a new sweep needs --trials N (how many trials to finish)")
+        old = before.spec if before else None
+        spec = SweepSpec(
+            name=name,
+            data=args.data or (old.data if old else str(DEFAULT_DATA)),
+            model=args.model or (old.model if old else model),
+            attributes=args.attributes or (old.attributes if old else attributes),
+            trials=args.trials or old.trials,
+            runs=args.out,
+            seed=args.seed if args.seed is not None else (old.seed if old else 0),
+            timeout_minutes=args.timeout,
+        )
+        if args.space:
+            space = read_space(args.space)
+        else:
+            space = before.space if before else default_space(spec.model)
+        from portrait_core.data.formats import detect_format
+
+        detect_format(spec.data)  # a missing or unreadable data set: before any sweep folder
+        sweep = store.prepare(spec, space)
+    quiet_tensorflow(args.verbose)
+    from portrait_core.sweeps.runner import run_sweep
+
+    state = run_sweep(sweep, log=lambda line: print(line, file=sys.stderr, flush=True))
+    rows = sweep.trials()
+    best = best_trial(rows)
+    done = sum(r["state"] in ("completed", "pruned") for r in rows)
+    summary = f"{state}: {done} of {sweep.spec.trials} trials finished in {sweep.path}"
+    if best:
+        summary += f"; best trial {best['trial']} ({best['objective']:.3f}): run {best['run']}"
+    print(summary, file=sys.stderr)
+    return 0 if state in ("completed", "stopped") else 1
 
 
 def cmd_stop(args: argparse.Namespace) -> int:
@@ -284,6 +369,19 @@ def cmd_publish(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from portrait_core.export import LABELS_FILE, check_destination, check_format, export_model
+    from portrait_core.predict import read_model_config
+
+    check_format(args.format, args.quantize)  # bad input: before TensorFlow
+    folder, _ = read_model_config(args.run)
+    out = check_destination(args.out, args.force)
+    quiet_tensorflow(args.verbose)
+    artifact = export_model(folder, args.format, out, force=args.force, quantize=args.quantize)
+    print(f"exported {folder} to {artifact} (labels in {out / LABELS_FILE})", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="python -m portrait_core", description=__doc__.split("\n")[0])
     common = Parser(add_help=False)
@@ -356,7 +454,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--distribute",
         choices=DISTRIBUTE,
-        help="mirrored: one model copy per local GPU (TensorFlow's MirroredStrategy)",
+        help="mirrored: one model copy per local GPU (TensorFlow's MirroredStrategy); "
+        "multiworker: across the machines TF_CONFIG lists (README)",
+    )
+    p.add_argument(
+        "--run-name",
+        help="multiworker: the run folder's name, the same on every worker "
+        "(default: derived from TF_CONFIG's cluster and the settings)",
     )
     p.add_argument(
         "--faces",
@@ -364,8 +468,31 @@ def build_parser() -> argparse.ArgumentParser:
         help="crop each picture to its face first (uncropped photos; cached beside the data)",
     )
     p.add_argument("--out", default=str(RUNS), help="folder for run folders")
+    p.add_argument(
+        "--resume",
+        metavar="RUN",
+        help="continue a killed, failed or cancelled run from its last finished epoch",
+    )
     p.add_argument("--from-run", help=argparse.SUPPRESS)
+    p.add_argument("--launched", action="store_true", help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_train)
+
+    p = add("sweep", help="tune a model's settings: many runs, each chosen by Optuna")
+    p.add_argument("--data", help="data folder (default: the synthetic set)")
+    p.add_argument("--model", help=f"{', '.join(CATALOG)} (default: {TRAIN_DEFAULT})")
+    p.add_argument("--attributes", help="comma-separated (default: all four)")
+    p.add_argument(
+        "--trials", type=_positive_int, help="trials to finish, completed or pruned, in all"
+    )
+    p.add_argument(
+        "--timeout", type=float, help="minutes: no trial starts after them (the last finishes)"
+    )
+    p.add_argument("--space", help="a YAML or JSON search space (default: the model's own)")
+    p.add_argument("--name", help="the sweep's name (default: model and attributes); again: resume")
+    p.add_argument("--seed", type=int, help="the split, weights and sampler of every trial (0)")
+    p.add_argument("--out", default=str(RUNS), help="folder for the trials' run folders")
+    p.add_argument("--from-sweep", help=argparse.SUPPRESS)
+    p.set_defaults(func=cmd_sweep)
 
     p = add("stop", help="stop a running run after its current batch")
     p.add_argument("run", help="run id or folder")
@@ -401,6 +528,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dest", default="artifacts/default")
     p.add_argument("--out", default=str(RUNS))
     p.set_defaults(func=cmd_publish)
+
+    from portrait_core.export import FORMATS
+
+    p = add("export", help="the model for other runtimes (SavedModel, TFLite, ONNX), with labels")
+    p.add_argument("run", help="run id, run folder or model folder (e.g. artifacts/default)")
+    p.add_argument(
+        "--format",
+        required=True,
+        choices=FORMATS,
+        help="; ".join(f"{f.name}: for {f.runtime}" for f in FORMATS.values()),
+    )
+    p.add_argument("--out", required=True, help="folder for the artifact and its labels.json")
+    p.add_argument(
+        "--quantize", action="store_true", help="tflite: int8 weights, about a quarter the size"
+    )
+    p.add_argument("--force", action="store_true", help="write into a non-empty folder")
+    p.set_defaults(func=cmd_export)
     return parser
 
 

@@ -10,6 +10,16 @@ PROJECT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = Path(os.environ.get("PORTRAIT_LAB_DATA", PROJECT / "data" / "synthetic"))
 RUNS = Path(os.environ.get("PORTRAIT_LAB_RUNS", PROJECT / "artifacts" / "runs"))
 DEFAULT_MODEL = PROJECT / "artifacts" / "default"
+
+
+def sweeps_beside(runs: str | Path) -> Path:
+    """Tuning sweeps live beside the runs folder their trials go to (artifacts/runs ->
+    artifacts/sweeps), so a runs folder chosen by PORTRAIT_LAB_RUNS or --out takes its sweeps
+    along, and the app never shows sweeps whose trials it cannot find."""
+    return Path(runs).parent / "sweeps"
+
+
+SWEEPS = sweeps_beside(RUNS)
 CACHE = Path(os.environ.get("PORTRAIT_LAB_CACHE", PROJECT / "artifacts" / "cache"))
 
 

@@ -178,6 +178,12 @@ def augmenter(seed: int, kind: str = "study"):
 def _bounded(ds: tf.data.Dataset) -> tf.data.Dataset:
     options = tf.data.Options()
     options.autotune.ram_budget = AUTOTUNE_RAM_BUDGET
+    # Under MultiWorkerMirroredStrategy each worker keeps its share of every global batch (the
+    # first half to worker 0, ...), as MirroredStrategy splits one. Sharding by FILE needs a
+    # dataset read from files (TFRecord); ours starts from path lists in memory, so say DATA
+    # rather than let AUTO fall back to it with a warning. Each worker reads every picture,
+    # shuffled by the same seed, so the shares add up to the global batch.
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     return ds.with_options(options)
 
 

@@ -215,6 +215,89 @@ def format_duration(seconds: float | None) -> str:
     return f"{s // 3600} h {s % 3600 // 60:02d} min"
 
 
+def _speed_key(train: dict) -> tuple:
+    """What sets a run's speed per picture: the model, its size, and whether the frozen layers'
+    cache can apply (augmentation, the layers trained, random or given weights)."""
+    options = train.get("options") or {}
+    return (
+        train.get("model"),
+        train.get("image_size"),
+        bool(train.get("augment", True)),
+        options.get("unfreeze"),
+        options.get("weights") in ("none", "random"),
+    )
+
+
+def duration_estimate(config: TrainConfig, n_pictures: int, runs: list[Run]) -> dict | None:
+    """How long `config` would train on `n_pictures`, from the speed of earlier runs here.
+
+    The speed is training pictures per second over the epochs after the first (median), from
+    the runs in the runs folder with the same model, picture size, augmentation and frozen
+    layers (`_speed_key`): their config.json (split sizes, frozen_cache) and history.jsonl
+    (seconds per epoch). The first epoch adds the frozen layers' pass where those runs had one.
+    Early stopping can end a run sooner: the estimate is for all its epochs. None: no such run
+    has finished an epoch yet (or the data set is empty).
+    """
+    key = _speed_key(config.to_dict())
+    rates, fills, used = [], [], []
+    for run in runs:
+        described = run.config
+        if _speed_key(described.get("train") or {}) != key:
+            continue
+        seconds = [float(r["seconds"]) for r in run.history if r.get("seconds")]
+        sizes = (described.get("data") or {}).get("split_sizes") or {}
+        train = int(sizes.get("train") or 0)
+        cap = (described.get("train") or {}).get("max_steps_per_epoch")
+        if cap:
+            train = min(train, cap * int(described["train"].get("batch_size") or 1))
+        if not seconds or not train:
+            continue
+        rates.append(train / statistics.median(seconds[1:] or seconds))
+        cache = described.get("frozen_cache") or {}
+        if cache.get("fill_seconds") and sizes.get("val") is not None:
+            fills.append(cache["fill_seconds"] / (train + int(sizes["val"])))
+        used.append(run.id)
+    if not rates or n_pictures <= 0:
+        return None
+    rate = statistics.median(rates)
+    train = n_pictures * config.split[0]
+    if config.max_steps_per_epoch:
+        train = min(train, config.max_steps_per_epoch * config.batch_size)
+    per_epoch = train / rate
+    fill = (
+        statistics.median(fills) * n_pictures * (config.split[0] + config.split[1]) if fills else 0
+    )
+    return {
+        "seconds": config.epochs * per_epoch + fill,
+        "per_epoch_s": per_epoch,
+        "pictures_per_s": rate,
+        "cache_fill_s": fill,
+        "runs": used,
+    }
+
+
+def describe_estimate(estimate: dict | None, config: TrainConfig) -> str:
+    """The Train page's line above Start."""
+    where = f"{config.model} at {config.image_size} px"
+    if estimate is None:
+        return (
+            f"No time estimate yet: no run of {where} with these settings (augmentation, "
+            "layers trained) has finished an epoch in this runs folder."
+        )
+    fill = (
+        f", plus {format_duration(estimate['cache_fill_s'])} computing the frozen layers once"
+        if estimate["cache_fill_s"]
+        else ""
+    )
+    n = len(estimate["runs"])
+    return (
+        f"About {format_duration(estimate['seconds'])} for {config.epochs} epochs "
+        f"({format_duration(estimate['per_epoch_s'])} each{fill}; less if early stopping ends "
+        f"it), from {estimate['pictures_per_s']:.1f} training pictures/s measured in {n} earlier "
+        f"run{'s' if n != 1 else ''} of {where} here."
+    )
+
+
 # --- metrics ---------------------------------------------------------------------------------------
 def metrics_table(metrics: dict | None) -> pd.DataFrame:
     """Test metrics per attribute in schema order; attributes with no labelled test row left out."""

@@ -211,13 +211,23 @@ def screenshot(page, name: str) -> Path:
 
 
 def portrait_photo(face: Path, out: Path) -> Path:
-    """A 1024x768 JPEG with the face in `face` (a PNG) pasted large on a plain background."""
+    """A 1024x768 JPEG with the portrait in `face` (a real photo: Predict looks for a face
+    first) pasted large on a plain background."""
     from PIL import Image
 
+    portrait = Image.open(face).convert("RGB")
+    portrait = portrait.resize((round(portrait.width * 700 / portrait.height), 700))
     photo = Image.new("RGB", (1024, 768), (60, 70, 80))
-    photo.paste(Image.open(face).convert("RGB").resize((700, 700)), (162, 34))
+    photo.paste(portrait, ((1024 - portrait.width) // 2, 34))
     photo.save(out, quality=90)
     return out
+
+
+def grace_hopper() -> Path:
+    """matplotlib's sample portrait (matplotlib is a dev requirement): one face, found by MTCNN."""
+    import matplotlib
+
+    return Path(matplotlib.__file__).parent / "mpl-data" / "sample_data" / "grace_hopper.jpg"
 
 
 @dataclass
@@ -298,7 +308,8 @@ def predict_in_sessions(
                 PredictSession(
                     seconds=page.evaluate("(window.__labelsAt - window.__uploadAt) / 1000"),
                     labels=[t for t in LABEL_TITLES if page.get_by_text(t).count()],
-                    overlays=page.locator("[data-testid='stImage'] img").count() - 1,
+                    # besides the photo with its box, the face's crop and the colour bar
+                    overlays=page.locator("[data-testid='stImage'] img").count() - 3,
                     exception=boxes.first.inner_text()[:3000] if boxes.count() else None,
                 )
             )

@@ -22,6 +22,7 @@ pytest.register_assert_rewrite("browser")
 
 from browser import (  # noqa: E402
     LABEL_TITLES,
+    grace_hopper,
     launch_small_run,
     portrait_photo,
     predict_in_sessions,
@@ -64,7 +65,7 @@ def test_eight_sessions_predict_at_once_while_a_run_trains(
     app_server, chromium, browser_data, training, tmp_path
 ):
     run = training
-    photo = portrait_photo(browser_data / "1.png", tmp_path / "portrait.jpg")
+    photo = portrait_photo(grace_hopper(), tmp_path / "portrait.jpg")
 
     def training_under_way() -> None:  # the sessions' pages are open: upload once it trains
         wait_until(lambda: run.state == "running" and run.history, "its first epoch", run)
@@ -102,7 +103,7 @@ def test_eight_sessions_predict_at_once_while_a_run_trains(
 # imported, and sessions importing it at the same time got "ImportError: cannot import name
 # 'choose_dataset'" (2 to 7 of 8 here). It now leaves that mode from choose_dataset().
 def test_a_fresh_servers_first_sessions_all_open_predict(chromium, browser_data, tmp_path):
-    photo = portrait_photo(browser_data / "1.png", tmp_path / "portrait.jpg")
+    photo = portrait_photo(grace_hopper(), tmp_path / "portrait.jpg")
     with served_app(browser_data, tmp_path, warm_up=False) as url:
         seen = predict_in_sessions(chromium, url, photo, FIRST_VIEWS, settle_first=False)
     assert all(s.exception is None and s.labels == list(LABEL_TITLES) for s in seen)

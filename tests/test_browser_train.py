@@ -89,7 +89,8 @@ def test_start_watch_stop_and_compare_a_tiny_run(app_server, page):
     assert page.get_by_text(run_id).count() >= 1  # the curves: picker tag, legend
     pickers = [box.input_value() for box in page.locator("[data-testid='stSelectbox'] input").all()]
     assert sum(v.startswith(run_id) for v in pickers) == 2, pickers  # detail run, run to delete
-    assert page.locator("[data-testid='stDataFrame']").count() == 2  # leaderboard, best runs
+    # leaderboard, best runs, heat-map faithfulness
+    assert page.locator("[data-testid='stDataFrame']").count() == 3
     assert_no_exception(page)
     screenshot(page, "compare-run")
 

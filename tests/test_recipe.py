@@ -114,14 +114,14 @@ def test_the_recipe_flags_reach_the_run_from_the_command_line(synthetic_small, t
     argv = [
         "train", "--data", str(synthetic_small), "--model", "small_resnet", "--image-size", "40",
         "--epochs", "2", "--max-steps", "1", "--batch-size", "8", "--attributes", "gender",
-        "--width", "8", "--dropout", "0.1", "--optimizer", "adamw", "--weight-decay", "0.01",
+        "--width", "16", "--dropout", "0.1", "--optimizer", "adamw", "--weight-decay", "0.01",
         "--schedule", "cosine", "--warmup-epochs", "1", "--label-smoothing", "0.05",
         "--augmentation", "study", "--out", str(tmp_path),
     ]  # fmt: skip
     assert main(argv) == 0
     (run,) = RunStore(tmp_path).list()
     train = run.config["train"]
-    assert train["options"] == {"width": 8, "dropout": 0.1}
+    assert train["options"] == {"width": 16, "dropout": 0.1}
     assert (train["optimizer"], train["weight_decay"], train["schedule"]) == (
         "adamw",
         0.01,

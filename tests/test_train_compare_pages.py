@@ -232,6 +232,38 @@ def test_finished_and_failed_runs_show_metrics_or_their_error(runs_dir, trained_
     assert len(at.get("plotly_chart")) == 1  # the curves
 
 
+def test_a_failed_run_with_a_backup_offers_resume(runs_dir, trained_run, monkeypatch):
+    """A killed run that backed up epoch 3 gets a Resume button; one killed before its first
+    backup says it cannot be resumed; the button hands the run to `train --resume`."""
+    from portrait_core.training import launch
+
+    killed = RunStore(runs_dir).create("cnn_custom", ("gender",))
+    shutil.copy(trained_run.path / "config.json", killed.path / "config.json")
+    (killed.path / "backup").mkdir()
+    (killed.path / "backup" / "training_metadata.json").write_text('{"epoch": 3, "batch": 0}')
+    killed.set_status(state="failed", error="the training process died")
+    resumed = []
+
+    def fake_resume(run):
+        resumed.append(run.id)
+        run.set_status(state="queued", error=None)
+        return run
+
+    monkeypatch.setattr(launch, "launch_resume", fake_resume)
+    at = open_page("pages/train.py")
+    assert at.selectbox(key="run_select").value == killed.id
+    assert at.button(key="resume").label == "Resume from epoch 3"
+    at.button(key="resume").click().run()
+    assert not at.exception and resumed == [killed.id]
+
+    early = RunStore(runs_dir).create("cnn_custom", ("gender",))  # died before any backup
+    early.set_status(state="failed", error="the training process died")
+    at = open_page("pages/train.py")
+    assert at.selectbox(key="run_select").value == early.id
+    assert not at.get("button") or all(b.key != "resume" for b in at.button)
+    assert "It cannot be resumed" in texts(at.caption)
+
+
 # --- Compare ---------------------------------------------------------------------------------------
 @pytest.fixture
 def with_run(runs_dir, trained_run):

@@ -31,6 +31,18 @@ STUDY_TRAINING = {
 }
 
 
+# What every model's default sweep searches (a model's own `space` adds to it or overrides it):
+# the rate on a log scale (a factor of 10 matters, a step of 1e-4 does not), the batch, the
+# picture size (64-128 px: the study's 224 makes a sweep of CPU trials take days) and whether
+# augmentation helps at all on this data.
+SWEEP_COMMON = {
+    "lr": {"low": 1e-4, "high": 1e-2, "log": True},
+    "batch_size": [16, 32, 64],
+    "image_size": [64, 96, 128],
+    "augment": [True, False],
+}
+
+
 @dataclass(frozen=True)
 class ModelInfo:
     name: str
@@ -38,6 +50,12 @@ class ModelInfo:
     cam_layer: str | None  # the conv layer Grad-CAM reads; None where CAM does not apply
     options: tuple[str, ...] = ()  # builder keyword options this model understands
     presets: dict[str, dict] = field(default_factory=dict)  # "default", "study": training settings
+    # the values a string option takes (its builder refuses others), so that a sweep's space is
+    # checked before TensorFlow loads
+    option_values: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # the sweep's default search space (portrait_core/sweeps/space.py reads it; a SPACE file
+    # has the same shape): a list is a choice, {low, high[, log][, step]} a range, a scalar fixed
+    space: dict[str, object] = field(default_factory=dict)
 
     @property
     def supports_cam(self) -> bool:
@@ -75,6 +93,14 @@ CATALOG: dict[str, ModelInfo] = {
                     "options": {"pooling": "pool_flatten", "batch_norm": False, "head_units": 0},
                 },
             },
+            option_values={"pooling": ("flatten", "pool_flatten", "gap")},
+            # the study's open questions for this network: its head (Dense 32 or linear, on
+            # which pooling) and its rate; 64-128 px keeps a trial to minutes on a CPU
+            space={
+                **SWEEP_COMMON,
+                "pooling": ["flatten", "pool_flatten", "gap"],
+                "head_units": [0, 32, 64],
+            },
         ),
         ModelInfo(
             "small_resnet",
@@ -109,6 +135,14 @@ CATALOG: dict[str, ModelInfo] = {
                     "options": {"width": 32, "dropout": 0.3},
                 },
             },
+            # around the real-faces recipe (AdamW, cosine, lr 3e-3 at 64 px): 96 px was 2.5x
+            # slower an epoch, so it is the largest size tried
+            space={
+                **SWEEP_COMMON,
+                "lr": {"low": 5e-4, "high": 1e-2, "log": True},
+                "image_size": [64, 96],
+                "dropout": {"low": 0.0, "high": 0.5},
+            },
         ),
         ModelInfo(
             "mlp_custom",
@@ -124,6 +158,13 @@ CATALOG: dict[str, ModelInfo] = {
                     "lr": 3e-4,
                     "options": {"dropout": 0.2},
                 },
+            },
+            # its first Dense layer grows with the square of the side: small pictures only
+            space={
+                **SWEEP_COMMON,
+                "lr": {"low": 1e-5, "high": 3e-3, "log": True},
+                "image_size": [32, 48, 64],
+                "dropout": {"low": 0.0, "high": 0.5},
             },
         ),
         ModelInfo(
@@ -152,6 +193,17 @@ CATALOG: dict[str, ModelInfo] = {
                     "options": {"weights": "imagenet", "unfreeze": 10, "pooling": "gap"},
                 },
             },
+            option_values={"pooling": ("flatten", "gap")},
+            # fine-tuning ImageNet weights wants a lower rate than training from scratch; the
+            # study tried the last 10 and 20 layers
+            space={
+                **SWEEP_COMMON,
+                "lr": {"low": 1e-5, "high": 1e-3, "log": True},
+                "batch_size": [16, 32],
+                "image_size": [96, 128],
+                "pooling": ["flatten", "gap"],
+                "unfreeze": [10, 20, 40],
+            },
         ),
         ModelInfo(
             "alexnet",
@@ -176,6 +228,7 @@ CATALOG: dict[str, ModelInfo] = {
                     "options": {"dropout": 0.5},
                 },
             },
+            space={**SWEEP_COMMON, "dropout": {"low": 0.2, "high": 0.6}},
         ),
     )
 }

@@ -40,10 +40,19 @@ def _block(x, filters: int, stride: int, name: str):
     return layers.ReLU(name=name)(layers.Add(name=f"{name}_add")([shortcut, y]))
 
 
+MIN_WIDTH = 16
+
+
 @register_model("small_resnet")  # description, CAM layer, presets: models/catalog.py
 def build(image_size: int, attributes, width: int = 32, dropout: float = 0.3) -> keras.Model:
-    if width < 8:
-        raise ValueError(f"width must be 8 or more, not {width!r}")
+    # Below 12 channels TensorFlow 2.21's oneDNN kernels crash the process (a segfault, no
+    # exception) computing the input gradients every explanation needs, on an AVX-512 Xeon;
+    # training itself runs. Measured at 40 px: widths 4 and 8 crash, 12, 16 and 24 do not.
+    if width < MIN_WIDTH:
+        raise ValueError(
+            f"width must be {MIN_WIDTH} or more, not {width!r} (narrower networks crash "
+            "TensorFlow's CPU kernels when they are explained)"
+        )
     inputs, x = image_input(image_size)
     x = _conv_bn(x, width, 2, "stem")
     for stage, (mult, stride) in enumerate(((1, 1), (2, 2), (4, 2), (8, 2)), start=1):

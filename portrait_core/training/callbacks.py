@@ -10,7 +10,7 @@ from pathlib import Path
 
 import keras
 
-from portrait_core.training.runs import Run
+from portrait_core.training.runs import BACKUP_DIR, Run  # noqa: F401 (BACKUP_DIR: train.py)
 
 STATUS_EVERY_S = 0.5  # the Train page polls every second or two; more writes buy nothing
 
@@ -76,11 +76,15 @@ class GracefulStop(keras.callbacks.Callback):
 
 
 class BestModelSaver(keras.callbacks.Callback):
-    """Saves the model whenever val_loss improves, atomically (temp file, then rename)."""
+    """Saves the model whenever val_loss improves, atomically (temp file, then rename).
 
-    def __init__(self, path: Path, monitor: str = "val_loss"):
+    whole: the model to save when fit trains only part of it (training/frozen.py's top, whose
+    layers are the whole model's); None saves the model being fitted.
+    """
+
+    def __init__(self, path: Path, monitor: str = "val_loss", whole: keras.Model | None = None):
         super().__init__()
-        self.path, self.monitor = Path(path), monitor
+        self.path, self.monitor, self.whole = Path(path), monitor, whole
         self.best = math.inf
         self.best_epoch = 0
 
@@ -90,7 +94,7 @@ class BestModelSaver(keras.callbacks.Callback):
             return
         self.best, self.best_epoch = float(value), epoch + 1
         tmp = self.path.with_name(f".{self.path.stem}.{os.getpid()}.tmp.keras")
-        self.model.save(tmp)
+        (self.whole or self.model).save(tmp)
         os.replace(tmp, self.path)
 
 
@@ -120,3 +124,122 @@ class TimeBudget(keras.callbacks.Callback):
         if now - self._start + self._longest > self.budget:
             self.stopped_epoch = epoch + 1
             self.model.stop_training = True
+
+
+class ResumeState(keras.callbacks.Callback):
+    """What BackupAndRestore does not keep: the state of the callbacks that steer training.
+
+    Keras' BackupAndRestore saves the weights, the optimizer (its moments, its step count, the
+    learning rate ReduceLROnPlateau set) and the epoch. EarlyStopping and ReduceLROnPlateau
+    reset their counters at the start of every fit, so a resumed run would forget how long it
+    had waited; BestModelSaver would forget its best loss, and the time budget its time spent.
+    This callback writes their state as `callbacks-<epoch>.json` beside the backup each epoch,
+    before BackupAndRestore saves (it comes earlier in the list, after the callbacks it reads),
+    and puts it back after their own on_train_begin. The two last epochs are kept, so a kill
+    between the two writes finds the state of the epoch the weights are from.
+    """
+
+    def __init__(self, folder: Path, early, plateau, saver, budget, restored: dict | None = None):
+        super().__init__()
+        self.folder = Path(folder)
+        self.early, self.plateau, self.saver, self.budget = early, plateau, saver, budget
+        self.restored = restored or {}
+        self.fit_seconds = float(self.restored.get("fit_seconds", 0.0))
+        self._start = 0.0
+
+    def on_train_begin(self, logs=None):
+        self._start = time.time()
+        state = self.restored
+        if not state:
+            return
+        e = state.get("early_stopping") or {}
+        if self.early is not None and e:
+            self.early.wait, self.early.best = e["wait"], e["best"]
+            self.early.best_epoch = e["best_epoch"]
+            if e.get("best_weights_file") and Path(e["best_weights_file"]).exists():
+                from portrait_core.models.layers import load_saved_model
+
+                saved = load_saved_model(e["best_weights_file"])
+                # by layer name: the model fitted may be a top of the saved one (frozen.py)
+                self.early.best_weights = [
+                    w
+                    for layer in self.model.layers
+                    if layer.weights
+                    for w in saved.get_layer(layer.name).get_weights()
+                ]
+        p = state.get("plateau") or {}
+        if self.plateau is not None and p:
+            self.plateau.wait, self.plateau.best = p["wait"], p["best"]
+            self.plateau.cooldown_counter = p["cooldown_counter"]
+        s = state.get("saver") or {}
+        if s:
+            self.saver.best, self.saver.best_epoch = s["best"], s["best_epoch"]
+        b = state.get("budget") or {}
+        if self.budget is not None and b:
+            self.budget._start = time.time() - b["elapsed"]
+            self.budget._longest = b["longest"]
+
+    def seconds(self) -> float:
+        """Fit seconds over every session of this run."""
+        return self.fit_seconds + time.time() - self._start
+
+    def snapshot(self, epoch: int) -> dict:
+        return {
+            "epoch": epoch,
+            "fit_seconds": self.seconds(),
+            "early_stopping": None
+            if self.early is None
+            else {
+                "wait": int(self.early.wait),
+                "best": _finite_or_none(self.early.best),
+                "best_epoch": int(self.early.best_epoch),
+                # the best weights are the saver's model.keras (the same monitor, val_loss)
+                "best_weights_file": str(self.saver.path) if self.saver.best_epoch else None,
+            },
+            "plateau": None
+            if self.plateau is None
+            else {
+                "wait": int(self.plateau.wait),
+                "best": _finite_or_none(self.plateau.best),
+                "cooldown_counter": int(self.plateau.cooldown_counter),
+            },
+            "saver": {
+                "best": _finite_or_none(self.saver.best),
+                "best_epoch": self.saver.best_epoch,
+            },
+            "budget": None
+            if self.budget is None
+            else {"elapsed": time.time() - self.budget._start, "longest": self.budget._longest},
+        }
+
+    def on_epoch_end(self, epoch, logs=None):
+        from portrait_core.training.runs import write_json_atomic
+
+        self.folder.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(self.folder / f"callbacks-{epoch + 1}.json", self.snapshot(epoch + 1))
+        old = self.folder / f"callbacks-{epoch - 1}.json"
+        old.unlink(missing_ok=True)
+
+
+def _finite_or_none(value) -> float | None:
+    if value is None:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def saved_callback_state(folder: Path, epoch: int) -> dict:
+    """The callbacks' state saved with `epoch` ({} when there is none)."""
+    import json
+
+    try:
+        state = json.loads((Path(folder) / f"callbacks-{epoch}.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(state, dict):
+        return {}
+    for key in ("plateau", "saver"):  # None stands for their infinite starting best
+        part = state.get(key)
+        if isinstance(part, dict) and part.get("best") is None:
+            part["best"] = math.inf
+    return state

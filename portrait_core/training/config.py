@@ -14,7 +14,7 @@ from pathlib import Path
 from portrait_core.paths import RUNS
 from portrait_core.schema import ATTRIBUTE_KEYS, parse_attributes
 
-DISTRIBUTE = ("none", "mirrored")
+DISTRIBUTE = ("none", "mirrored", "multiworker")
 OPTIMIZERS = ("adam", "adamw")
 SCHEDULES = ("plateau", "cosine")
 AUGMENTATIONS = ("study", "photo")
@@ -61,7 +61,8 @@ class TrainConfig:
     # length is the guess); the best epoch so far is kept. None = no limit
     max_minutes: float | None = None
     # "none", or "mirrored": TensorFlow's MirroredStrategy, one model copy per local GPU (the
-    # batch is split between them; batch_size is the global batch)
+    # batch is split between them; batch_size is the global batch); "multiworker": the same
+    # across the machines TF_CONFIG lists (MultiWorkerMirroredStrategy, training/workers.py)
     distribute: str = "none"
     # crop every picture to its face first (MTCNN; for data sets of uncropped photos): the crops
     # are made once and cached beside the data's split file (data/face_crops.py)

@@ -30,3 +30,36 @@ def launch_training(config: TrainConfig) -> Run:
         log.close()
     run.set_status(pid=process.pid)
     return run
+
+
+def launch_resume(run: Run) -> Run:
+    """Continue a killed, failed or cancelled run in its own process (`train --resume`), from
+    its last backed-up epoch; raises ValueError saying why when it cannot be resumed."""
+    problem = run.resume_problem
+    if problem:
+        raise ValueError(problem)
+    log = open(run.path / "train.log", "ab")  # noqa: SIM115 - handed to the child, closed below
+    try:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "portrait_core",
+                "train",
+                "--resume",
+                run.id,
+                "--out",
+                str(run.path.parent),
+                "--launched",
+            ],  # fmt: skip
+            cwd=PROJECT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    finally:
+        log.close()
+    # queued until the child takes over: the page shows it starting, not a second Resume button
+    run.set_status(state="queued", pid=process.pid, error=None)
+    return run

@@ -2,7 +2,8 @@
 
     config.json     what reproduces the run: train config, data set, split file, schema version,
                     preprocessing constants
-    status.json     queued / running / completed / failed / cancelled, epoch, batch, error,
+    status.json     queued / running / completed / failed / cancelled / pruned (a sweep's
+                    trial stopped early by its pruner), epoch, batch, error,
                     the training process's pid and start time (pid_start)
     history.jsonl   one JSON line per epoch, appended and flushed as the epoch ends
     model.keras     the best model by val_loss, replaced atomically
@@ -10,6 +11,7 @@
     metrics.json    test-split metrics, written when the run ends
     tensorboard/    TensorBoard logs
     STOP            present = stop requested (written by `stop RUN` or the Stop button)
+    sweep.json      a sweep's trial only: the sweep, the trial's number and parameters
 
 Every JSON file is written to a temporary name and renamed into place, so a reader (the app,
 polling while training goes on) never sees half a file. A folder damaged anyway (a disk that
@@ -30,9 +32,10 @@ from pathlib import Path
 
 from portrait_core.paths import RUNS
 
-STATES = ("queued", "running", "completed", "failed", "cancelled")
-FINAL_STATES = ("completed", "failed", "cancelled")
+STATES = ("queued", "running", "completed", "failed", "cancelled", "pruned")
+FINAL_STATES = ("completed", "failed", "cancelled", "pruned")
 ACTIVE_STATES = ("queued", "running")
+BACKUP_DIR = "backup"  # in a run folder: Keras' BackupAndRestore files and the callbacks' state
 PROCESS_DIED = "the training process died"
 NEVER_STARTED = "the training process never started"
 # A run is created (queued, no pid) a moment before its process starts and its pid is written;
@@ -237,6 +240,34 @@ class Run:
     @property
     def stop_requested(self) -> bool:
         return (self.path / "STOP").exists()
+
+    @property
+    def backed_up_epoch(self) -> int:
+        """The last epoch Keras' BackupAndRestore saved in the run's backup folder (0: none);
+        the folder is removed when a run ends normally."""
+        for name in ("training_metadata.json", "training_metadata.json.bkp"):
+            try:
+                return int(json.loads((self.path / BACKUP_DIR / name).read_text())["epoch"])
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+        return 0
+
+    @property
+    def resume_problem(self) -> str | None:
+        """Why `train --resume` cannot continue this run, or None: it must have ended without
+        finishing (failed, cancelled, killed) after at least one epoch was backed up."""
+        state = self.state
+        if state in ACTIVE_STATES:
+            return f"run {self.id} is still {state}"
+        if state == "completed":
+            return f"run {self.id} completed: there is nothing to resume"
+        if state == "pruned":
+            return f"run {self.id} was pruned by its sweep: its settings were not worth finishing"
+        if not isinstance(self.config.get("train"), dict):
+            return f"run {self.id} has no config.json: it never started training; start a new run"
+        if self.backed_up_epoch == 0:
+            return f"run {self.id} ended before its first epoch was backed up; start a new run"
+        return None
 
 
 def _lost_process(status: dict) -> str | None:
