@@ -233,6 +233,16 @@ def methods_for(cam_layer: str | None) -> tuple[str, ...]:
     return (*(CAM_METHODS if cam_layer else ("saliency",)), RANDOM)
 
 
+# Left to `evaluate` at the end of training: Score-CAM costs more than all the other methods
+# together (SCORECAM_SHARE's comment), and the end of every training run pays for what it measures.
+TRAINING_SKIPS = ("scorecam",)
+
+
+def training_methods(cam_layer: str | None) -> tuple[str, ...]:
+    """What the end of training measures: methods_for without TRAINING_SKIPS."""
+    return tuple(m for m in methods_for(cam_layer) if m not in TRAINING_SKIPS)
+
+
 def evaluate_faithfulness(
     model,
     paths: Sequence,

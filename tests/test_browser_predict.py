@@ -39,7 +39,7 @@ def test_a_real_photo_gets_its_face_boxed_labelled_warned_and_explained(
         assert page.get_by_text(title).count() >= 1, title
     assert page.get_by_text("labels for real photos mean little").count() == 1
     images = page.locator("[data-testid='stImage'] img")
-    assert images.count() == 6  # the photo with its box, the face's crop, four overlays
+    assert images.count() == 7  # the photo with its box, the face's crop, 4 overlays, colour bar
     crop = _pixels(images.nth(1).screenshot())
     for i in range(2, 6):  # an overlay differs plainly from the crop it is drawn on
         overlay = _pixels(images.nth(i).screenshot())

@@ -203,7 +203,11 @@ def _train(config: TrainConfig, run: Run, resume: bool = False):
     from portrait_core.calibration import CALIBRATION_FILE, fit_calibration
     from portrait_core.evaluate import evaluate_model, head_probabilities
     from portrait_core.faces import HEAD_FRAMING, measure_framing
-    from portrait_core.faithfulness import evaluate_faithfulness, training_sample
+    from portrait_core.faithfulness import (
+        evaluate_faithfulness,
+        training_methods,
+        training_sample,
+    )
     from portrait_core.models import create_model, get_spec
     from portrait_core.models.layers import load_saved_model
     from portrait_core.pipeline import InputPipeline
@@ -366,6 +370,7 @@ def _train(config: TrainConfig, run: Run, resume: bool = False):
         spec.cam_layer,
         config.model,
         n=training_sample(len(parts["test"])),
+        methods=training_methods(spec.cam_layer),  # Score-CAM: `evaluate` measures it
     )
     metrics_out.update(
         split="test",
