@@ -286,6 +286,12 @@ def show_subject(name: str, subject) -> None:
     left.image(subject.pictures[first], caption=caption, use_container_width=True)
     if subject.face is not None:
         left.caption(f"found at {subject.face.confidence:.0%} confidence")
+    for path, attrs in by_model.items():  # what each model learnt from, beside its labels
+        heads = ", ".join(ATTRIBUTES[a].title for a in attrs)
+        right.caption(
+            f"{heads}: **{model_names.get(path, path)}** ({predictors[path].model_name}), "
+            f"trained on {trained_on_text(predictors[path].trained_on)}."
+        )
     cols = right.columns(2)
     model_of = {a: p for p, attrs in by_model.items() for a in attrs}
     tag = f"{name}_{subject.number or 0}"

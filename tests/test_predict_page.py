@@ -160,6 +160,12 @@ def test_a_real_photo_is_labelled_face_by_face_with_its_box(with_models, real_ph
     # each head's own test score beside its label
     scores = [c.value for c in at.caption if "of the time on its test split" in c.value]
     assert len(scores) == 4
+    # beside the labels, what their model learnt from
+    assert any(
+        "Gender, Age band, Face shape, Hairstyle:" in c.value
+        and "160 synthetic montages" in c.value
+        for c in at.caption
+    )
 
 
 def test_two_faces_give_two_results(with_models, real_photos):
