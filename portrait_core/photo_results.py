@@ -18,7 +18,7 @@ from PIL import Image
 
 from portrait_core.faces import Face
 from portrait_core.images import IMAGE_SUFFIXES
-from portrait_core.schema import ATTRIBUTE_KEYS, ATTRIBUTES
+from portrait_core.schema import ATTRIBUTE_KEYS
 
 # A zip of photos: enough for a class's worth of portraits, bounded so that one upload cannot
 # make the server unpack gigabytes (a "zip bomb" declares small and inflates large).
@@ -100,10 +100,6 @@ def results_table(rows: list[dict], thumbs: list[str | None] | None = None) -> p
     if thumbs is not None:
         table.insert(0, "picture", thumbs)
     return table
-
-
-def probability_caption(attr: str, label: str, probability: float) -> str:
-    return f"{ATTRIBUTES[attr].title}: {label} ({probability:.0%})"
 
 
 def pictures_in_zip(data: bytes, name: str = "upload.zip") -> list[tuple[str, bytes]]:

@@ -63,7 +63,8 @@ def test_inferno_gets_brighter_as_the_heat_rises():
 
 
 def test_the_embedded_table_is_matplotlibs_inferno():
-    matplotlib = pytest.importorskip("matplotlib")  # a dev dependency only
+    import matplotlib  # a dev dependency (requirements-dev.txt), installed by `make test`
+
     reference = matplotlib.colormaps["inferno"](np.linspace(0, 1, 256))[:, :3] * 255
     assert np.abs(INFERNO.astype(float) - reference).max() <= 0.5
 
