@@ -158,8 +158,11 @@ def predict_pictures(
                 bar.update(1)
 
         if faces:
-            for path in todo:
-                write(_face_rows(path, predictor, explain, out))
+            from portrait_core.faces import DETECT_BATCH
+
+            for start in range(0, len(todo), DETECT_BATCH):
+                for rows in _face_rows(todo[start : start + DETECT_BATCH], predictor, explain, out):
+                    write(rows)
         else:
             for idx, squares, errors in _whole_pictures(todo, predictor.image_size, batch):
                 good = [k for k, e in enumerate(errors) if not e]
@@ -180,16 +183,31 @@ def predict_pictures(
     return counts
 
 
-def _face_rows(path: Path, predictor, explain: str | None, out) -> list[dict]:
-    from portrait_core.faces import detect_faces
+def _face_rows(paths: list[Path], predictor, explain: str | None, out) -> list[list[dict]]:
+    """Each picture's rows, one per face (faces found in one detector batch)."""
+    from portrait_core.faces import detect_faces_batch
 
-    try:
-        photo = open_rgb(path)
-    except BadImage as exc:
-        return [{"file": str(path), "error": str(exc)}]
-    found = detect_faces(photo)
-    if not found:
-        return [{"file": str(path), "face": 0, "error": "no face found"}]
+    photos, errors = [], {}
+    for path in paths:
+        try:
+            photos.append(open_rgb(path))
+        except BadImage as exc:
+            photos.append(None)
+            errors[path] = str(exc)
+    readable = [i for i, photo in enumerate(photos) if photo is not None]
+    found_in = dict(zip(readable, detect_faces_batch([photos[i] for i in readable])))
+    every = []
+    for i, path in enumerate(paths):
+        if path in errors:
+            every.append([{"file": str(path), "error": errors[path]}])
+        elif not found_in[i]:
+            every.append([{"file": str(path), "face": 0, "error": "no face found"}])
+        else:
+            every.append(_rows_for_faces(path, photos[i], found_in[i], predictor, explain, out))
+    return every
+
+
+def _rows_for_faces(path: Path, photo, found, predictor, explain: str | None, out) -> list[dict]:
     crops = [predictor.crop(photo, face) for face in found]
     squares = np.stack([predictor.square(c) for c in crops])
     rows = []

@@ -38,6 +38,12 @@ FRAMING_SAMPLE = 32
 # MTCNN finds one face in every UTKFace chip but in only half the drawn montages (11 to 15 of
 # 24 here): a third of the sample is enough for the median.
 FRAMING_MIN_SHARE = 1 / 3
+# Photos of one size per detector call in detect_faces_batch: 16 photos of 1024 px are 200 MB
+# of float pixels in MTCNN's first stage.
+DETECT_BATCH = 16
+# MTCNN's numpy output lists the keypoints' x in this order after the box and the confidence,
+# then their y in the same order (mtcnn/utils/landmarks.py).
+KEYPOINTS = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
 
 
 @dataclass(frozen=True)
@@ -96,9 +102,9 @@ def _get_detector():
     return _detector
 
 
-def detect_faces(photo: Image.Image, min_confidence: float = MIN_CONFIDENCE) -> list[Face]:
-    """The faces MTCNN finds at `min_confidence` or above, ordered left to right as a reader
-    counts them (the numbers drawn on the photo); each box in the photo's own pixels."""
+def _scanned(photo: Image.Image) -> tuple[np.ndarray, float] | None:
+    """(the pixels MTCNN scans, their scale from the photo), or None for a sliver too thin to
+    hold a face (under MTCNN's 12 px window)."""
     rgb = photo.convert("RGB")
     scale = min(1.0, DETECT_MAX_SIDE / max(rgb.size))
     if scale < 1.0:
@@ -107,21 +113,53 @@ def detect_faces(photo: Image.Image, min_confidence: float = MIN_CONFIDENCE) -> 
             Image.Resampling.BILINEAR,
         )
     pixels = np.asarray(rgb)
-    if min(pixels.shape[:2]) < 12:  # MTCNN's smallest window; a sliver has no face to find
-        return []
-    with _detector_lock:
-        found = _get_detector().detect_faces(pixels)
-    faces = []
-    for f in found:
-        if float(f["confidence"]) < min_confidence:
-            continue
-        x, y, w, h = (round(float(v) / scale) for v in f["box"])
-        points = {
-            k: (round(float(p[0]) / scale), round(float(p[1]) / scale))
-            for k, p in f["keypoints"].items()
-        }
-        faces.append(Face((max(0, x), max(0, y), w, h), float(f["confidence"]), points))
-    return sorted(faces, key=lambda f: (f.box[0], f.box[1]))
+    return None if min(pixels.shape[:2]) < 12 else (pixels, scale)
+
+
+def _face(row: np.ndarray, scale: float) -> Face:
+    """One row of MTCNN's numpy output ([image, x, y, w, h, confidence, the 5 keypoints' x, then
+    their y]) as a Face in the photo's own pixels."""
+    x, y, w, h = (round(float(v) / scale) for v in row[1:5])
+    points = {
+        name: (round(float(row[6 + k]) / scale), round(float(row[11 + k]) / scale))
+        for k, name in enumerate(KEYPOINTS)
+    }
+    return Face((max(0, x), max(0, y), w, h), float(row[5]), points)
+
+
+def detect_faces_batch(
+    photos, min_confidence: float = MIN_CONFIDENCE, batch: int = DETECT_BATCH
+) -> list[list[Face]]:
+    """detect_faces for many photos at once: one list of faces per photo, in order. Photos of
+    one size go through MTCNN together (`batch` at a time), which runs each network once per
+    batch instead of once per photo: 7x to 20x faster on 2 cores for 32 pictures (48 to 128 px),
+    with the same boxes. Sizes are never mixed in a batch: MTCNN would pad the smaller photos,
+    and the padding changes its image pyramid."""
+    found: list[list[Face]] = [[] for _ in photos]
+    scanned = [_scanned(photo) for photo in photos]
+    by_shape: dict[tuple[int, ...], list[int]] = {}
+    for i, item in enumerate(scanned):
+        if item is not None:
+            by_shape.setdefault(item[0].shape, []).append(i)
+    for members in by_shape.values():
+        for start in range(0, len(members), batch):
+            chunk = members[start : start + batch]
+            with _detector_lock:
+                rows = _get_detector().detect_faces(
+                    [scanned[i][0] for i in chunk], output_type="numpy"
+                )
+            for row in np.asarray(rows).reshape(-1, 16):
+                i = chunk[int(row[0])]
+                if float(row[5]) >= min_confidence:
+                    found[i].append(_face(row, scanned[i][1]))
+    # numbered left to right, as a reader counts them (the numbers drawn on the photo)
+    return [sorted(faces, key=lambda f: (f.box[0], f.box[1])) for faces in found]
+
+
+def detect_faces(photo: Image.Image, min_confidence: float = MIN_CONFIDENCE) -> list[Face]:
+    """The faces MTCNN finds at `min_confidence` or above, ordered left to right as a reader
+    counts them (the numbers drawn on the photo); each box in the photo's own pixels."""
+    return detect_faces_batch([photo], min_confidence)[0]
 
 
 def crop_box(face: Face, framing: Framing) -> tuple[int, int, int, int]:
@@ -158,13 +196,14 @@ def measure_framing(
         return None
     rng = np.random.default_rng(seed)
     sample = [paths[i] for i in rng.choice(len(paths), size=min(n, len(paths)), replace=False)]
-    rows = []
+    photos = []
     for path in sample:
         try:
-            photo = open_rgb(path)
+            photos.append(open_rgb(path))
         except BadImage:
             continue
-        faces = detect_faces(photo)
+    rows = []
+    for photo, faces in zip(photos, detect_faces_batch(photos)):
         if len(faces) != 1:
             continue
         x, y, w, h = faces[0].box

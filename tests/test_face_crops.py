@@ -80,8 +80,8 @@ def test_the_crops_are_made_once_and_again_only_for_a_changed_picture(photos, mo
     splits, split_path = load_or_make_split(dataset)
     fc.face_crops(dataset, splits, split_path, progress=False)  # the cache is filled
     calls = []
-    real = fc.crop_one
-    monkeypatch.setattr(fc, "crop_one", lambda s, f: calls.append(s) or real(s, f))
+    real = fc.crop_many
+    monkeypatch.setattr(fc, "crop_many", lambda s, f: calls.extend(s) or real(s, f))
     again, _ = fc.face_crops(dataset, splits, split_path, progress=False)
     assert calls == [] and len(again) == N_ONE + 1
     changed = photos / "one03.jpg"

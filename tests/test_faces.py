@@ -15,6 +15,7 @@ from portrait_core.faces import (
     crop_box,
     crop_face,
     detect_faces,
+    detect_faces_batch,
     draw_boxes,
     framing_of,
     measure_framing,
@@ -90,6 +91,43 @@ def test_a_large_photo_is_scanned_shrunk_and_its_box_scaled_back(astronaut):
     truth = paste_head(big, astronaut, (900, 700), 2.5)  # a 2000 px photo: scanned at 1024
     (face,) = detect_faces(big)
     assert iou(face.box, truth) >= 0.5
+
+
+def test_many_photos_at_once_find_what_each_alone_finds(astronaut, monkeypatch):
+    """Photos of two sizes, a faceless one, a sliver and the astronaut, in batches of 2: each
+    photo's faces are those it gets alone (boxes to the pixel, keypoints, confidence to float
+    rounding), in the photos' order."""
+    import portrait_core.faces as faces_module
+
+    photos = []
+    for k in range(3):  # 400 x 300, two of them with a face
+        canvas = background(400, 300, seed=10 + k)
+        if k != 1:
+            paste_head(canvas, astronaut, (40 + 80 * k, 20), 0.8)
+        photos.append(canvas)
+    photos += [Image.new("RGB", (8, 300)), astronaut, background(512, 512, seed=14)]
+    alone = [detect_faces(photo) for photo in photos]
+    calls = []
+    real = faces_module._get_detector
+
+    def counted():
+        detector = real()
+
+        class Counting:
+            def detect_faces(self, images, **kw):
+                calls.append(len(images))
+                return detector.detect_faces(images, **kw)
+
+        return Counting()
+
+    monkeypatch.setattr(faces_module, "_get_detector", counted)
+    together = detect_faces_batch(photos, batch=2)
+    # 400 x 300: a batch of 2 and one of 1; the two 512 x 512 together; the sliver never scanned
+    assert sorted(calls) == [1, 2, 2]
+    assert [len(f) for f in together] == [1, 0, 1, 0, 1, 0]
+    for one, many in zip(alone, together):
+        assert [(f.box, f.keypoints) for f in one] == [(f.box, f.keypoints) for f in many]
+        assert [f.confidence for f in one] == pytest.approx([f.confidence for f in many], abs=1e-4)
 
 
 def test_the_crop_keeps_the_head_in_the_models_framing():
