@@ -145,6 +145,7 @@ def run_training(config: TrainConfig, run: Run | None = None, resume: bool = Fal
         epoch=0,
         batch=0,
         error=None,
+        traceback=None,  # a resumed run's earlier failure is history, not its state
         **resumed,
     )
     pipeline = None
@@ -235,6 +236,8 @@ def _train(config: TrainConfig, run: Run, resume: bool = False):
         raise ValueError(
             f"batch size {config.batch_size} must be a multiple of the {replicas} replicas"
         )
+    if config.distribute == "multiworker":  # before a worker reads its backup, or anything else
+        _same_epoch_on_every_worker(config, run, scope, run.backed_up_epoch if resume else 0)
     restored_epoch, restored = _resume_point(run) if resume else (0, {})
     dataset, parts, split_path = prepare_data(config)
     shutil.copy2(split_path, run.path / "split.csv")  # the run describes itself without the data
@@ -385,6 +388,30 @@ def _train(config: TrainConfig, run: Run, resume: bool = False):
     state = "cancelled" if stopper.requested else "completed"
     run.set_status(state=state, finished=time.time(), evaluating=False)
     return pipeline
+
+
+def _same_epoch_on_every_worker(config: TrainConfig, run: Run, scope, epoch: int) -> None:
+    """Every worker of a multiworker run resumes the same backed-up epoch (0: none), or all stop
+    with one line (workers.py, epoch_mismatch). One all-gather of (worker, epoch) under the
+    strategy: every worker learns every epoch, so all of them stop, none waits for another."""
+    import tensorflow as tf
+
+    from portrait_core.training.workers import epoch_mismatch, read_tf_config
+
+    worker = read_tf_config()
+    with scope():
+        strategy = tf.distribute.get_strategy()
+
+        @tf.function  # the collective in a graph, as TensorFlow advises (eagerly, it warns)
+        def gather():
+            mine = strategy.run(lambda: tf.constant([[float(worker.position), float(epoch)]]))
+            return strategy.gather(mine, axis=0)  # one row per replica
+
+        gathered = gather().numpy()
+    epochs = {int(p): int(e) for p, e in gathered}
+    problem = epoch_mismatch(worker, epochs, run.path, config.out)
+    if problem:
+        raise ValueError(problem)
 
 
 def _is_chief(config: TrainConfig) -> bool:

@@ -10,7 +10,8 @@ Only the chief (task "chief", or worker 0 when there is none: TensorFlow's rule)
 folder. The other workers write the same files into a folder of their own under
 `PORTRAIT_LAB_WORKER_DIR` (the system's temporary folder by default), named after the run and the
 worker, so that a restarted worker finds its BackupAndRestore files there and restores the same
-epoch as the chief; it is removed when the run completes. TensorFlow is not imported here: a bad
+epoch as the chief (train.py compares every worker's epoch before training, `epoch_mismatch`);
+it is removed when the run completes. TensorFlow is not imported here: a bad
 TF_CONFIG is reported before it starts.
 """
 
@@ -55,6 +56,15 @@ class Worker:
     @property
     def name(self) -> str:
         return f"{self.task_type}{self.task_index}"
+
+    @property
+    def tasks(self) -> list[str]:
+        """Every worker's name, the chief first (TensorFlow's order)."""
+        return [f"{job}{i}" for job in JOBS for i in range(len(self.cluster.get(job, [])))]
+
+    @property
+    def position(self) -> int:
+        return self.tasks.index(self.name)
 
 
 def read_tf_config(environ=None) -> Worker:
@@ -115,10 +125,15 @@ def run_name(config: TrainConfig, worker: Worker) -> str:
     return f"multiworker-{digest}_{config.model}_{short}"
 
 
+def worker_root() -> Path:
+    """Where the non-chief workers' folders are, on this host."""
+    root = os.environ.get(WORKER_DIR_ENV) or Path(tempfile.gettempdir()) / "portrait_lab_workers"
+    return Path(root)
+
+
 def worker_folder(name: str, worker: Worker) -> Path:
     """A non-chief worker's own folder: the same path again when it is restarted."""
-    root = os.environ.get(WORKER_DIR_ENV) or Path(tempfile.gettempdir()) / "portrait_lab_workers"
-    return Path(root) / f"{name}-{worker.name}"
+    return worker_root() / f"{name}-{worker.name}"
 
 
 def worker_run(config: TrainConfig, worker: Worker, name: str | None = None) -> tuple[Run, bool]:
@@ -142,6 +157,30 @@ def worker_run(config: TrainConfig, worker: Worker, name: str | None = None) -> 
         shutil.rmtree(path)  # ended before its first epoch was backed up: start it afresh
     store = RunStore(path.parent)
     return store.create(config.model, config.attributes, run_id=path.name), False
+
+
+def epoch_mismatch(worker: Worker, epochs: dict[int, int], folder: Path, out: str) -> str | None:
+    """None when every worker resumes the same backed-up epoch, else the one line that stops
+    them all. epochs: each worker's position in `worker.tasks` -> its backed-up epoch (0: none,
+    a fresh start); folder: this worker's run folder (worker_run's), out: the run folders' root.
+
+    Nothing can be resumed from mixed epochs: a worker behind the others (killed while it backed
+    up, or restarted without its folder) would train other weights in step with theirs (the
+    strategy mirrors the updates, not the weights) and end at another epoch, failing once they
+    are done.
+    """
+    if len(set(epochs.values())) <= 1:
+        return None
+    name = folder.name if worker.is_chief else folder.name.removesuffix(f"-{worker.name}")
+    tasks = worker.tasks
+    said = ", ".join(
+        f"{tasks[p]}: {f'epoch {e}' if e else 'no backup'}" for p, e in sorted(epochs.items())
+    )
+    return (
+        f"the workers of run {name} backed up different epochs ({said}) and cannot resume "
+        f"together: start every worker again with a new --run-name, or delete "
+        f"{Path(out) / name} on the chief and {worker_root() / name}-* on the other workers"
+    )
 
 
 def finish_worker(run: Run, worker: Worker) -> None:
