@@ -22,6 +22,11 @@ from portrait_core.models.catalog import CAM_METHODS as METHODS  # Keras-free
 # Computed here, compiled (tf-keras-vis runs the other methods).
 COMPILED_CAMS = ("hirescam", "gradcam")
 SCORECAM_MAX_N = 64  # Score-CAM scores only the 64 strongest channels: exact enough, 8x faster
+# (picture, head) samples per call in Explainer.heatmaps_many: 64 pictures at 224 px with their
+# gradients stay within a few hundred MB
+MANY_BATCH = 64
+# Score-CAM runs the model on every sample times SCORECAM_MAX_N masked copies: fewer at a time
+SCORECAM_BATCH = 4
 
 
 METHOD_HELP = (
@@ -132,20 +137,29 @@ class Explainer:
             self._compiled[method] = cams
         return self._compiled[method]
 
+    def _masks(self, samples: list[tuple[str, int]]) -> list[np.ndarray]:
+        """Per model output, a one-hot row per sample (head, class): its class where the sample
+        is that output's head, zeros elsewhere."""
+        masks = []
+        for head, n_classes in zip(self.heads, (int(o.shape[-1]) for o in self.model.outputs)):
+            mask = np.zeros((len(samples), n_classes), np.float32)
+            for k, (h, c) in enumerate(samples):
+                if h == head:
+                    mask[k, c] = 1.0
+            masks.append(mask)
+        return masks
+
     def _cam_raw(
         self, batch: np.ndarray, classes: dict[str, int], wanted: list[str], method: str
     ) -> np.ndarray:
-        """A compiled CAM zoomed to the picture, before tf-keras-vis' per-picture normalisation."""
+        """A compiled CAM zoomed to the picture, before tf-keras-vis' per-picture normalisation;
+        sample i is scored by head wanted[i] at classes[wanted[i]]."""
+        return self._cam_masked(batch, self._masks([(h, classes[h]) for h in wanted]), method)
+
+    def _cam_masked(self, batch: np.ndarray, masks: list[np.ndarray], method: str) -> np.ndarray:
         from scipy.ndimage import zoom
         from tf_keras_vis.utils import zoom_factor
 
-        masks = []
-        for head, n_classes in zip(self.heads, (int(o.shape[-1]) for o in self.model.outputs)):
-            mask = np.zeros((len(wanted), n_classes), np.float32)
-            for i, h in enumerate(wanted):
-                if h == head:
-                    mask[i, classes[head]] = 1.0
-            masks.append(mask)
         cam = self._compiled_cam(method)(batch, masks).numpy()
         return zoom(cam, zoom_factor(cam.shape, batch.shape), order=1)
 
@@ -156,29 +170,47 @@ class Explainer:
 
         Returns {attribute: float32 HxW in [0, 1]} on the square, for the heads in `classes`.
         """
+        chosen = {h: np.array([c]) for h, c in classes.items()}
+        return self.heatmaps_many(np.asarray(square)[None], chosen, method)[0]
+
+    def heatmaps_many(
+        self, squares: np.ndarray, classes: dict[str, np.ndarray], method: str = "gradcam"
+    ) -> list[dict[str, np.ndarray]]:
+        """heatmaps for N pictures at once: squares N x H x W x 3; classes: per head, the class
+        to explain in each picture. One {attribute: map} per picture.
+
+        Every (picture, head) pair is one sample of a batch (MANY_BATCH at a time), scored by its
+        own head and class only; samples do not interact, so each map is the one `heatmaps` makes
+        for that picture alone, at a fraction of the calls (faithfulness explains 24 pictures
+        with four methods: 96 calls one picture at a time)."""
         check_method(method, self.cam_layer, self.model_name)
         wanted = [h for h in self.heads if h in classes]
-        if not wanted:
-            return {}
-        batch = np.repeat(square[None].astype(np.float32), len(wanted), axis=0)
-        if method in COMPILED_CAMS:
-            from tf_keras_vis.utils import normalize
+        squares = np.asarray(squares, dtype=np.float32)
+        if not wanted or not len(squares):
+            return [{} for _ in squares]
+        pairs = [(i, h) for i in range(len(squares)) for h in wanted]
+        maps = []
+        step = SCORECAM_BATCH if method == "scorecam" else MANY_BATCH
+        for begin in range(0, len(pairs), step):
+            part = pairs[begin : begin + step]
+            batch = squares[[i for i, _ in part]]
+            masks = self._masks([(h, int(classes[h][i])) for i, h in part])
+            if method in COMPILED_CAMS:
+                from tf_keras_vis.utils import normalize
 
-            maps = normalize(self._cam_raw(batch, classes, wanted, method))
-        else:
-            maps = self._tf_keras_vis_maps(method, batch, classes, wanted)
-        maps = np.asarray(maps, dtype=np.float32).reshape(len(wanted), *square.shape[:2])
-        return {h: _unit_range(m) for h, m in zip(wanted, maps)}
-
-    def _tf_keras_vis_maps(self, method: str, batch, classes: dict[str, int], wanted: list[str]):
-        """gradcam++, scorecam, saliency: one batched tf-keras-vis call, picture i for head i."""
-        scores = []
-        for head in self.heads:  # tf-keras-vis takes one score per model output, in order
-            if head in classes:
-                mask = np.array([1.0 if h == head else 0.0 for h in wanted], np.float32)
-                scores.append(_masked_score(classes[head], mask))
+                found = normalize(self._cam_masked(batch, masks, method))
             else:
-                scores.append(_inactive)
+                found = self._tf_keras_vis_maps(method, batch, masks)
+            maps.extend(np.asarray(found, dtype=np.float32).reshape(len(part), *batch.shape[1:3]))
+        out: list[dict[str, np.ndarray]] = [{} for _ in squares]
+        for (i, h), m in zip(pairs, maps):
+            out[i][h] = _unit_range(m)
+        return out
+
+    def _tf_keras_vis_maps(self, method: str, batch, masks: list[np.ndarray]):
+        """gradcam++, scorecam, saliency: one batched tf-keras-vis call, each sample scored by
+        its head's one-hot mask row (all zero for the other heads' samples)."""
+        scores = [_masked_score(mask) for mask in masks]  # one per model output, in order
         tool = self._tool(method)
         if method == "saliency":
             return tool(scores, batch, smooth_samples=0, keepdims=False)
@@ -187,15 +219,16 @@ class Explainer:
         return tool(scores, batch, penultimate_layer=self.cam_layer)
 
 
-def _masked_score(class_index: int, mask: np.ndarray):
+def _masked_score(mask: np.ndarray):
+    """tf-keras-vis score for one head: each sample's output at its one-hot mask row (zero for
+    samples of other heads)."""
+
     def score(output):
-        return output[:, class_index] * mask
+        import tensorflow as tf
+
+        return tf.reduce_sum(output * mask, axis=-1)
 
     return score
-
-
-def _inactive(output):
-    return output[:, 0] * 0.0
 
 
 def _unit_range(m: np.ndarray) -> np.ndarray:

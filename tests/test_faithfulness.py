@@ -68,8 +68,8 @@ class FixedMaps:
     def __init__(self, maps: dict[str, np.ndarray]):
         self.maps = maps
 
-    def heatmaps(self, square, classes, method):
-        return {h: self.maps[method] for h in classes}
+    def heatmaps_many(self, squares, classes, method):
+        return [{h: self.maps[method] for h in classes} for _ in squares]
 
 
 def scores(model, maps: dict[str, np.ndarray], methods=None, **kw) -> dict:
@@ -135,10 +135,10 @@ def test_the_gain_over_random_pairs_pictures():
 
 def test_a_failing_method_is_recorded_and_the_others_go_on(corner_model):
     class Failing(FixedMaps):
-        def heatmaps(self, square, classes, method):
+        def heatmaps_many(self, squares, classes, method):
             if method == "broken":
                 raise ValueError("no conv layer")
-            return super().heatmaps(square, classes, method)
+            return super().heatmaps_many(squares, classes, method)
 
     squares = pictures()
     found = fa.faithfulness_scores(

@@ -122,6 +122,31 @@ def test_each_method_explains_each_head_of_each_model(name):
             assert heat.min() >= 0.0 and heat.max() <= 1.0
 
 
+def test_many_pictures_at_once_get_the_maps_each_gets_alone(predictor, synthetic_small):
+    """heatmaps_many batches (picture, head) pairs, each with its own class: every method's maps
+    equal heatmaps' one picture at a time. A sample scored by the wrong head or class would
+    differ by far more than the bound, which only absorbs rounding in batched kernels."""
+    squares = np.stack(
+        [predictor.square(Image.open(synthetic_small / f"{k}.png")) for k in range(1, 6)]
+    ).astype(np.float32)
+    n_classes = {a: ATTRIBUTES[a].n_classes for a in ATTRIBUTE_KEYS}
+    classes = {a: np.array([(i + j) % n_classes[a] for i in range(5)])
+               for j, a in enumerate(ATTRIBUTE_KEYS)}  # fmt: skip
+    explainer = predictor._explainer
+    for method in predictor.explain_methods:
+        together = explainer.heatmaps_many(squares, classes, method)
+        for i, square in enumerate(squares):
+            alone = explainer.heatmaps(square, {a: int(c[i]) for a, c in classes.items()}, method)
+            assert set(together[i]) == set(alone) == set(ATTRIBUTE_KEYS), method
+            for a in ATTRIBUTE_KEYS:
+                np.testing.assert_allclose(together[i][a], alone[a], atol=1e-2, err_msg=method)
+    # the check can fail: another class gives another map
+    other = {a: int(c[0] + 1) % n_classes[a] for a, c in classes.items()}
+    moved = explainer.heatmaps(squares[0], other, "hirescam")
+    first = explainer.heatmaps_many(squares[:1], classes, "hirescam")[0]
+    assert max(float(np.abs(moved[a] - first[a]).max()) for a in ATTRIBUTE_KEYS) > 0.1
+
+
 def test_compiled_gradcam_equals_tf_keras_vis(predictor, face):
     """Our compiled Grad-CAM gives tf-keras-vis' own maps, head by head, on a trained model.
 
