@@ -151,3 +151,35 @@ def test_the_app_refuses_to_resume_a_completed_run(runs):
     whole, _, _ = runs
     with pytest.raises(ValueError, match="nothing to resume"):
         launch_resume(RunStore(whole.parent).get(whole.name))
+
+
+def test_a_stopped_run_keeps_its_last_whole_epoch_and_resumes(synthetic_small, tmp_path):
+    """Stop (the page's button, `stop RUN`) during epoch 2 of 3: Keras ends that epoch after the
+    current batch and reports it, but only epoch 1 is backed up; the cancelled run resumes
+    from it, does epoch 2 again in full, and completes with each epoch once."""
+    import threading
+
+    from portrait_core.training.config import make_config
+    from portrait_core.training.train import run_training
+
+    config = make_config(str(synthetic_small), "cnn_custom", attributes=["gender"], image_size=32,
+                         epochs=3, batch_size=4, out=str(tmp_path))  # fmt: skip
+    run = RunStore(tmp_path).create(config.model, config.attributes)
+
+    def stop_in_epoch_2():
+        deadline = time.time() + 300
+        while time.time() < deadline and run.status.get("epoch") != 2:
+            time.sleep(0.02)
+        run.request_stop()  # as epoch 2 begins: its first batch ends it
+
+    watcher = threading.Thread(target=stop_in_epoch_2, daemon=True)
+    watcher.start()
+    run_training(config, run)
+    watcher.join()
+    assert run.state == "cancelled"
+    assert [r["epoch"] for r in history(run.path)] == [1, 2]  # the cut-short epoch is shown
+    assert run.backed_up_epoch == 1 and run.resume_problem is None  # but not backed up
+    assert main(["train", "--resume", run.id, "--out", str(tmp_path)]) == 0
+    assert run.state == "completed" and run.status["resumed"] == 1
+    assert [r["epoch"] for r in history(run.path)] == [1, 2, 3]
+    assert not (run.path / "backup").exists()

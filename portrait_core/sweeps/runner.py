@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 import signal
 import sys
 import threading
@@ -208,6 +209,9 @@ def _run_trial(sweep: Sweep, study, params, log) -> tuple[str, str]:
         _free_memory()
     state = run.state
     if run.pruned_at is not None and state != "completed":
+        from portrait_core.training.callbacks import BACKUP_DIR
+
+        shutil.rmtree(run.path / BACKUP_DIR, ignore_errors=True)  # never resumed
         run.set_status(state="pruned", pruned_after_epoch=run.pruned_at, error=None)
         study.tell(trial, state=optuna.trial.TrialState.PRUNED)
         log(f"trial {trial.number}: pruned after epoch {run.pruned_at}")

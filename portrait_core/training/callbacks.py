@@ -139,9 +139,19 @@ class ResumeState(keras.callbacks.Callback):
     between the two writes finds the state of the epoch the weights are from.
     """
 
-    def __init__(self, folder: Path, early, plateau, saver, budget, restored: dict | None = None):
+    def __init__(
+        self,
+        folder: Path,
+        early,
+        plateau,
+        saver,
+        budget,
+        restored: dict | None = None,
+        stopper: GracefulStop | None = None,
+    ):
         super().__init__()
         self.folder = Path(folder)
+        self.stopper = stopper
         self.early, self.plateau, self.saver, self.budget = early, plateau, saver, budget
         self.restored = restored or {}
         self.fit_seconds = float(self.restored.get("fit_seconds", 0.0))
@@ -215,10 +225,35 @@ class ResumeState(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         from portrait_core.training.runs import write_json_atomic
 
+        if _cut_short(self.stopper):
+            return
         self.folder.mkdir(parents=True, exist_ok=True)
         write_json_atomic(self.folder / f"callbacks-{epoch + 1}.json", self.snapshot(epoch + 1))
         old = self.folder / f"callbacks-{epoch - 1}.json"
         old.unlink(missing_ok=True)
+
+
+def _cut_short(stopper: GracefulStop | None) -> bool:
+    """Whether this epoch ends because the user stopped the run: Keras then ends the epoch
+    after the current batch and calls on_epoch_end for it, though its batches were not all
+    seen. Such an epoch is not backed up: a resumed run starts it again."""
+    return stopper is not None and stopper.requested
+
+
+class EpochBackup(keras.callbacks.BackupAndRestore):
+    """Keras' BackupAndRestore (weights, optimizer, epoch; two copies, so a kill while one is
+    written leaves the other) for `train --resume`, with two changes: an epoch cut short by a
+    stop request is not backed up (_cut_short), and the backup outlives fit, which deletes it
+    even when a stop request ended it. train.py removes it once the run completed, so a
+    cancelled run, like a failed or killed one, keeps what it needs to resume."""
+
+    def __init__(self, folder: Path, stopper: GracefulStop):
+        super().__init__(str(folder), double_checkpoint=True, delete_checkpoint=False)
+        self.stopper = stopper
+
+    def on_epoch_end(self, epoch, logs=None):
+        if not _cut_short(self.stopper):
+            super().on_epoch_end(epoch, logs)
 
 
 def _finite_or_none(value) -> float | None:

@@ -138,6 +138,8 @@ def run_training(config: TrainConfig, run: Run | None = None, resume: bool = Fal
     import signal
 
     resumed = {"resumed": int(run.status.get("resumed") or 0) + 1} if resume else {}
+    if resume:  # a cancelled run's stop request is spent: resuming it asks it to go on
+        (run.path / "STOP").unlink(missing_ok=True)
     run.set_status(
         state="running",
         pid=os.getpid(),
@@ -194,7 +196,6 @@ def _resume_point(run: Run) -> tuple[int, dict]:
     tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
     tmp.replace(run.path / "history.jsonl")
     shutil.rmtree(run.path / "cache", ignore_errors=True)
-    (run.path / "STOP").unlink(missing_ok=True)  # a cancelled run's stop request is spent
     return epoch, saved_callback_state(folder, epoch)
 
 
@@ -216,6 +217,7 @@ def _train(config: TrainConfig, run: Run, resume: bool = False):
     from portrait_core.training.callbacks import (
         BACKUP_DIR,
         BestModelSaver,
+        EpochBackup,
         GracefulStop,
         ResumeState,
         RunRecorder,
@@ -305,7 +307,7 @@ def _train(config: TrainConfig, run: Run, resume: bool = False):
     )
     budget = TimeBudget(config.max_minutes) if config.max_minutes else None
     backup = run.path / BACKUP_DIR
-    resume_state = ResumeState(backup, early, plateau, saver, budget, restored)
+    resume_state = ResumeState(backup, early, plateau, saver, budget, restored, stopper)
     callbacks = [
         stopper,
         RunRecorder(run, config.epochs, steps),
@@ -318,9 +320,9 @@ def _train(config: TrainConfig, run: Run, resume: bool = False):
         *([budget] if budget else []),
         # after the callbacks whose state it keeps, before the backup of the same epoch
         resume_state,
-        # weights, optimizer (moments, step count, learning rate) and epoch, every epoch; two
-        # copies, so a kill while one is written leaves the other (`train --resume`)
-        keras.callbacks.BackupAndRestore(str(backup), double_checkpoint=True),
+        # weights, optimizer (moments, step count, learning rate) and epoch, every finished
+        # epoch, for `train --resume`; kept until the run completed
+        EpochBackup(backup, stopper),
     ]
     if resume:  # BackupAndRestore loads into a built model and optimizer
         with scope():  # its variables are the strategy's, as the model's are
@@ -341,6 +343,8 @@ def _train(config: TrainConfig, run: Run, resume: bool = False):
         # another worker of a multiworker run: its folder is temporary. What follows runs
         # outside the strategy (a model loaded afresh), on the chief alone, with no collective
         # the other workers would have to join.
+        if not stopper.requested:
+            shutil.rmtree(backup, ignore_errors=True)
         run.set_status(state="cancelled" if stopper.requested else "completed",
                        finished=time.time())  # fmt: skip
         return pipeline
@@ -386,6 +390,8 @@ def _train(config: TrainConfig, run: Run, resume: bool = False):
     )
     write_json_atomic(run.path / "metrics.json", metrics_out)
     state = "cancelled" if stopper.requested else "completed"
+    if state == "completed":  # nothing left to resume; a cancelled run keeps its backup
+        shutil.rmtree(backup, ignore_errors=True)
     run.set_status(state=state, finished=time.time(), evaluating=False)
     return pipeline
 
