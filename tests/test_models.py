@@ -97,6 +97,13 @@ def test_resnet50_unfreeze_trains_only_the_last_layers(monkeypatch, tmp_path):
     assert trainable and all(name.startswith("conv5_block3") for name in trainable)
     assert frozen_bn and not any(layer.trainable for layer in frozen_bn)
     np.testing.assert_array_equal(model.get_layer("conv1_conv").get_weights()[0], expected)
+    # all of them trainable at most; more would have counted the frozen ones from the end
+    n = len(keras.applications.ResNet50(include_top=False, weights=None,
+                                        input_shape=(SIZE, SIZE, 3)).layers)  # fmt: skip
+    whole = create_model("resnet50", SIZE, ("gender",), weights=str(weights), unfreeze=n)
+    assert not [layer.name for layer in whole.layers if layer.weights and not layer.trainable]
+    with pytest.raises(ValueError, match=r"unfreeze 1000 is more than ResNet50's \d+ layers"):
+        create_model("resnet50", SIZE, ("gender",), weights=str(weights), unfreeze=1000)
 
 
 def test_every_catalogue_entry_has_a_builder_and_every_builder_an_entry():

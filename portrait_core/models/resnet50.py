@@ -101,6 +101,11 @@ def build(
         _copy_weights(source, base, image_size)
     if unfreeze < 0:
         raise ValueError(f"unfreeze must be 0 or more, not {unfreeze}")
+    if unfreeze > len(base.layers):  # the slice below would count from the end instead
+        raise ValueError(
+            f"unfreeze {unfreeze} is more than ResNet50's {len(base.layers)} layers; "
+            f"{len(base.layers)} trains them all"
+        )
     # With random weights --unfreeze does not apply: frozen random layers would learn nothing.
     if source is not None:
         for layer in base.layers[: len(base.layers) - unfreeze] if unfreeze else base.layers:
