@@ -476,6 +476,12 @@ def resume_button(run: Run) -> None:
             return
         st.toast(f"Resuming {run.id} from epoch {epoch}", icon=":material/resume:")
         st.rerun()
+    shown = max((int(r.get("epoch", 0)) for r in run.history), default=0)
+    if shown > epoch:
+        st.caption(
+            f"Epoch {shown} was cut short when the run stopped, so it was not backed up: "
+            "resuming runs it again in full."
+        )
 
 
 @st.fragment(run_every=LIVE_EVERY_S)

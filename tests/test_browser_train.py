@@ -80,6 +80,11 @@ def test_start_watch_stop_and_compare_a_tiny_run(app_server, page):
     wait_idle(page)
     page.get_by_text("Test metrics").wait_for()
     assert stop.count() == 0
+    # a stopped run keeps the backup of its last whole epoch: it can be resumed
+    resume = page.get_by_role("button", name=re.compile(r"Resume from epoch [1-9]\d*"))
+    assert resume.count() == 1, page.get_by_test_id("stMain").inner_text()[-1500:]
+    backed_up = int(re.search(r"\d+", resume.inner_text()).group())
+    assert page.get_by_text(f"Epoch {backed_up + 1} was cut short").count() == 1
     assert_no_exception(page)
     screenshot(page, "train-stopped")
 
