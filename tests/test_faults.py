@@ -71,6 +71,21 @@ def test_a_running_run_whose_process_is_gone_is_failed_at_once(tmp_path):
     assert json.loads((run.path / "status.json").read_text())["state"] == "running"  # read-only
 
 
+def test_runs_list_newest_first_by_when_they_were_made_whatever_their_names(tmp_path):
+    """Ids made by the store start with their time; a run named by hand (`--run-name`, a
+    multiworker run) sorts by when it was made too, and a damaged status as oldest."""
+    store = RunStore(tmp_path)
+    first = store.create("cnn_custom", ["gender"])
+    named = store.create("cnn_custom", ["gender"], run_id="a-named-run")
+    last = store.create("cnn_custom", ["gender"], run_id="00-also-named")
+    for age, run in enumerate((last, named, first)):  # created 0, 10 and 20 s ago
+        status = json.loads((run.path / "status.json").read_text())
+        (run.path / "status.json").write_text(json.dumps({**status, "created": 1e9 - 10 * age}))
+    broken = store.create("cnn_custom", ["gender"], run_id="zz-broken")
+    (broken.path / "status.json").write_text("[1, 2]")
+    assert [r.id for r in store.list()] == [last.id, named.id, first.id, broken.id]
+
+
 def test_a_pid_given_to_another_process_is_not_the_runs_process(tmp_path):
     run = RunStore(tmp_path).create("cnn_custom", ("gender",))
     run.set_status(state="running", pid=os.getpid())  # alive: this very process

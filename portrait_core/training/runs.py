@@ -370,10 +370,19 @@ class RunStore:
         if not self.root.exists():
             return []
         runs = [Run(p) for p in self.root.iterdir() if p.is_dir() and (p / "status.json").exists()]
-        return sorted(runs, key=lambda r: r.id, reverse=True)
+        return sorted(runs, key=_newest_first, reverse=True)
 
     def delete(self, run_id: str) -> None:
         run = self.get(run_id)
         if run.state == "running":
             raise ValueError(f"run {run_id} is still running; stop it first")
         shutil.rmtree(run.path)
+
+
+def _newest_first(run: Run) -> tuple[float, str]:
+    """When the run was made (status.json's `created`), then its id: a run named by hand
+    (`--run-name`, a multiworker run) sorts by its time, not by its name. A damaged status
+    sorts as oldest."""
+    status = run._stored_status()
+    created = status.get("created") if isinstance(status, dict) else None
+    return (float(created) if isinstance(created, (int, float)) else 0.0, run.id)
