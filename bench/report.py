@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import json
+import statistics
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -196,39 +197,95 @@ def export_markdown(r: dict, measured_on: dict) -> list[str]:
 def frozen_markdown(r: dict, measured_on: dict) -> list[str]:
     """bench_frozen: resnet50 epoch seconds with and without the frozen layers' cache."""
     on = measured_on.get("frozen")
-    heads = sorted(next(iter(r["runs"].values()))["whole"]["val"])
+    first = next(iter(r["runs"].values()))
+    heads = sorted(first["ways"]["whole"]["val"])
+    bounds = {name.split()[-1]: row["macs"] for name, row in r["runs"].items() if row.get("macs")}
+
+    def macs(name: str) -> str:
+        m = bounds[name]
+        return (
+            f"--unfreeze {name}: {m['whole_step'] / 1e6:,.0f} M MACs per picture for a step of "
+            f"the whole model ({m['forward_whole'] / 1e6:,.0f} M forward, "
+            f"{m['backward'] / 1e6:,.0f} M backward), {m['cached_step'] / 1e6:,.0f} M on cached "
+            f"features ({m['forward_top'] / 1e6:,.0f} M forward): at most "
+            f"{m['step_bound']:.1f}x per step, {m['epoch_bound']:.1f}x per epoch"
+        )
+
     lines = [
         "",
         "## Frozen backbones on cached features",
         "",
         f"resnet50 at 128 px, random weights from a file, no augmentation, {r['epochs']} epochs "
         f"on {r['pictures']['train']} training and {r['pictures']['val']} validation pictures, "
-        "the same seed both ways. *whole*: every epoch runs all of ResNet50; *cached*: the "
-        "frozen layers' output is computed once (its pass is counted in the first epoch), then "
-        "only the top trains (`portrait_core/training/frozen.py`). The top still runs the "
-        "blocks it trains, forward and backward, so the speed-up is bounded by the share of "
-        "work they are: at 128 px conv5's last block is about a seventh of a whole-model step."
-        + (f" Measured on {on['cpu']}, {on['cores']} cores." if on else ""),
+        "batches of 32, seed 0 unless the row says otherwise. *whole*: every epoch runs all "
+        "of ResNet50; *cached*: the frozen layers' output is computed once (its pass is "
+        "counted in the first epoch), then only the top trains "
+        "(`portrait_core/training/frozen.py`). Each row is a fresh model, one after the other "
+        "in the same run." + (f" Measured on {on['cpu']}, {on['cores']} cores." if on else ""),
+        "",
+        "**The bound.** The top still runs the blocks it trains, forward and backward, and the "
+        "backward pass is the same both ways: the cache saves only the frozen bottom's forward "
+        "pass. `step_macs` counts the multiply-accumulates (convolutions and dense layers, from "
+        "the Keras layers; batch norm, activations and adds left out) of one training step: "
+        + "; ".join(macs(name) for name in bounds)
+        + " (the epoch figure counts validation, forward only both ways). That ratio is the "
+        "largest speed-up the cache can give while the top's arithmetic runs as fast as the "
+        "whole model's: the *arithmetic bound* column (step / epoch).",
         "",
         "| unfreeze | way | cut | first epoch s | later epochs s (median) | speed-up | "
-        "step ms (median) | step speed-up | "
+        "step ms (median) | step speed-up | arithmetic bound (step / epoch) | "
+        "val difference from whole, max (accuracy / loss) | "
         + " | ".join(h.removeprefix("val_") for h in heads)
         + " |",
-        "|---|---|---|---|---|---|---|---|" + "---|" * len(heads),
+        "|---|---|---|---|---|---|---|---|---|---|" + "---|" * len(heads),
     ]
     for name, row in r["runs"].items():
-        for way in ("whole", "cached"):
-            x = row[way]
-            speed = _f(row["speed_up_after_first"], 1) + "x" if way == "cached" else ""
-            step = _f(row.get("step_speed_up"), 1) + "x" if way == "cached" else ""
+        unfreeze = name.split()[-1]
+        m = row.get("macs")
+        for way, x in row["ways"].items():
+            whole = way == "whole"
+            bound = f"{m['step_bound']:.1f}x / {m['epoch_bound']:.1f}x" if m and not whole else ""
+            diff = x.get("val_max_difference")
+            diff = f"{diff['accuracy']:.4f} / {diff['loss']:.4f}" if diff else ""
             lines.append(
-                f"| {name.split()[-1]} | {way} | {x['cache'].get('cut_layer') or '-'} | "
-                f"{_f(x['first_epoch_s'], 2)} | {_f(x['later_epoch_median_s'], 2)} | {speed} | "
-                f"{_f(x.get('step_median_s', 0) * 1000, 0)} | {step} | "
+                f"| {unfreeze} | {way} | {x['cache'].get('cut_layer') or '-'} | "
+                f"{_f(x['first_epoch_s'], 2)} | {_f(x['later_epoch_median_s'], 2)} | "
+                + ("" if whole else _f(x["speed_up_after_first"], 1) + "x")
+                + f" | {_f(x['step_median_s'] * 1000, 0)} | "
+                + ("" if whole else _f(x["step_speed_up"], 1) + "x")
+                + f" | {bound} | {diff} | "
                 + " | ".join(_f(x["val"][h], 4) for h in heads)
                 + " |"
             )
-    return lines
+    seeds = r.get("seeds")
+    if seeds:
+        ways = seeds["val"]
+        a, b = ways["op by op"], ways["XLA"]
+
+        def spread(values) -> str:
+            return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}"
+
+        lines += [
+            "",
+            f"**Noise.** The cached top (--unfreeze {seeds['unfreeze']}) trained from "
+            f"{seeds['seeds']} seeds (head weights, batch order, dropout draws), op by op and "
+            f"with XLA, on the same cached features, {r['epochs']} epochs each: val metrics, "
+            "mean ± standard deviation over the seeds, and the difference XLA minus op by op "
+            "seed by seed (the same start and batches; other dropout masks and sums).",
+            "",
+            "| val metric | op by op | XLA | XLA − op by op, same seed |",
+            "|---|---|---|---|",
+        ]
+        for k in sorted(a):
+            diff = [y - x for x, y in zip(a[k], b[k])]
+            lines.append(
+                f"| {k.removeprefix('val_')} | {spread(a[k])} | {spread(b[k])} | {spread(diff)} |"
+            )
+    return lines + FROZEN_VERDICT
+
+
+# What the figures above say, in words (bench/README.md's frozen section ends with it).
+FROZEN_VERDICT: list[str] = []
 
 
 def markdown(results: dict, gpu: dict | None = None) -> str:

@@ -908,67 +908,124 @@ def bench_export(repeats: int = EXPORT_REPEATS) -> dict:
 
 
 # --- frozen backbones on cached features (training/frozen.py) ---------------------------------
-def _frozen_fit(weights: str, parts: dict, unfreeze: int, cached: bool, epochs: int) -> dict:
-    """resnet50 at 128 px, seeded: per-epoch seconds and the last epoch's val metrics."""
-    import keras
+# The ways compared, each a fresh, seeded resnet50. "XLA" is the default (CachedTop compiles
+# with jit_compile=True); "op by op" is the cached top as first shipped (oneDNN kernel by
+# kernel, bit for bit the whole model's training). The rest are experiments, measured so the
+# README can say what they give: seed 1 is the noise the other differences are judged against.
+FROZEN_WAYS = {
+    "whole": {"cached": False},
+    "cached, op by op": {"jit": False},
+    "cached, XLA (default)": {},
+    "cached, op by op, seed 1": {"jit": False, "seed": 1},
+    "cached, op by op, float16 features": {"jit": False, "features": "float16"},
+    "cached, op by op, mixed_bfloat16": {"jit": False, "policy": "mixed_bfloat16"},
+    "cached, XLA, mixed_bfloat16": {"policy": "mixed_bfloat16"},
+}
 
-    from portrait_core.models import create_model
-    from portrait_core.pipeline import InputPipeline
-    from portrait_core.schema import ATTRIBUTE_KEYS
-    from portrait_core.training.config import TrainConfig
-    from portrait_core.training.frozen import fit_inputs
-    from portrait_core.training.metrics import losses_and_metrics
 
-    keras.backend.clear_session()
-    keras.utils.set_random_seed(0)
-    model = create_model(
-        "resnet50", 128, ATTRIBUTE_KEYS, weights=weights, unfreeze=unfreeze, pooling="gap"
-    )
-    pipeline = InputPipeline(**parts, image_size=128, batch_size=BATCH_128, seed=0, augment=False)
-    model.get_layer("zero_centre").set_mean(pipeline.mean_image())  # also decodes and caches
-    start = time.perf_counter()
-    if cached:
-        config = TrainConfig(data="unused", augment=False)
-        fit_model, train_ds, val_ds, described = fit_inputs(model, pipeline, config, 1, WORK / "fz")
-    else:
-        fit_model, described = model, {"used": False, "reason": "the whole model, to compare"}
-        train_ds, val_ds = pipeline.train_dataset(), pipeline.eval_dataset("val")
-    fill = time.perf_counter() - start
-    losses, metrics = losses_and_metrics(ATTRIBUTE_KEYS)
-    fit_model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=losses, metrics=metrics)
-    seconds: list[float] = []
-    steps: list[float] = []  # training steps after each epoch's first (iterator start-up)
+class _FrozenWay:
+    """One way of training resnet50 at 128 px, seeded: set up, then run an epoch at a time.
 
-    class Clock(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            self.start = self.last = time.perf_counter()
+    bench_frozen runs the ways' epochs in turn (epoch 1 of each, then epoch 2, ...), so a
+    change in the shared machine's load falls on all of them alike.
+    """
 
-        def on_train_batch_end(self, batch, logs=None):
-            now = time.perf_counter()
-            if batch and epoch_done():
-                steps.append(now - self.last)
-            self.last = now
+    def __init__(self, weights: str, parts: dict, unfreeze: int, way: dict, donor=None):
+        import keras
 
-        def on_epoch_end(self, epoch, logs=None):
-            seconds.append(time.perf_counter() - self.start)
+        from portrait_core.models import create_model
+        from portrait_core.pipeline import InputPipeline
+        from portrait_core.schema import ATTRIBUTE_KEYS
+        from portrait_core.training.frozen import FeatureCache, plan_cut, step_macs
+        from portrait_core.training.metrics import losses_and_metrics
 
-    def epoch_done() -> bool:  # the first epoch traces the step function: left out
-        return bool(seconds)
+        self.cached, seed = way.get("cached", True), way.get("seed", 0)
+        keras.utils.set_random_seed(seed)
+        model = create_model(
+            "resnet50", 128, ATTRIBUTE_KEYS, weights=weights, unfreeze=unfreeze, pooling="gap"
+        )
+        pipeline = InputPipeline(
+            **parts, image_size=128, batch_size=BATCH_128, seed=seed, augment=False
+        )
+        model.get_layer("zero_centre").set_mean(pipeline.mean_image())  # also decodes, caches
+        self.pipeline, self.macs = pipeline, None
+        start = time.perf_counter()
+        if self.cached:  # fit_inputs' steps, with a hook for the features' storage type
+            cut = plan_cut(model, augment=False, balance=None, replicas=1)
+            cache = self.cache = FeatureCache(model, cut.layer, pipeline, WORK / "fz")
+            if donor is None:
+                cache.fill()
+            else:  # the same frozen layers and pictures in the same order: the same features
+                cache.features, cache.targets = donor.features, donor.targets
+            if way.get("features"):
+                cache.features = {k: v.astype(way["features"]) for k, v in cache.features.items()}
+            self.model, self.train, self.val = cache.top, cache.train_dataset(), cache.val_dataset()
+            self.described = {**cut.describe(), **cache.describe()}
+            self.macs = step_macs(model, cut.layer)
+            if way.get("policy"):  # the top computes in bfloat16; the softmax heads in float32
+                for layer in self.model.layers[1:]:
+                    if layer.name not in ATTRIBUTE_KEYS:
+                        layer.dtype_policy = way["policy"]
+        else:
+            self.model, self.train = model, pipeline.train_dataset()
+            self.val = pipeline.eval_dataset("val")
+            self.described = {"used": False, "reason": "the whole model, to compare"}
+        self.fill = time.perf_counter() - start if self.cached else 0.0
+        losses, metrics = losses_and_metrics(ATTRIBUTE_KEYS)
+        jit = {} if way.get("jit", True) else {"jit_compile": False}  # default: as train.py
+        self.model.compile(
+            optimizer=keras.optimizers.Adam(1e-3), loss=losses, metrics=metrics, **jit
+        )
+        self.seconds: list[float] = []
+        self.steps: list[float] = []  # training steps after each epoch's first (iterator start)
+        self.history: dict = {}
+        self.clock = self._clock()
 
-    history = fit_model.fit(
-        train_ds, validation_data=val_ds, epochs=epochs, verbose=0, callbacks=[Clock()]
-    )
-    pipeline.close()
-    last = {k: float(v[-1]) for k, v in history.history.items() if k.startswith("val_")}
-    return {
-        "cache": described,
-        "fill_s": fill if cached else 0.0,
-        "epoch_s": seconds,
-        "first_epoch_s": seconds[0] + (fill if cached else 0.0),  # the cache's pass included
-        "later_epoch_median_s": statistics.median(seconds[1:]),
-        "step_median_s": statistics.median(steps),
-        "val": last,
-    }
+    def _clock(self):
+        import keras
+
+        seconds, steps = self.seconds, self.steps
+
+        class Clock(keras.callbacks.Callback):
+            def on_epoch_begin(self, epoch, logs=None):
+                self.start = self.last = time.perf_counter()
+
+            def on_train_batch_end(self, batch, logs=None):
+                now = time.perf_counter()
+                if batch and seconds:  # the first epoch traces (and compiles) the step
+                    steps.append(now - self.last)
+                self.last = now
+
+            def on_epoch_end(self, epoch, logs=None):
+                seconds.append(time.perf_counter() - self.start)
+
+        return Clock()
+
+    def epoch(self) -> None:
+        done = len(self.seconds)
+        history = self.model.fit(
+            self.train,
+            validation_data=self.val,
+            initial_epoch=done,
+            epochs=done + 1,
+            verbose=0,
+            callbacks=[self.clock],
+        )
+        self.history = history.history
+
+    def result(self) -> dict:
+        self.pipeline.close()
+        s = self.seconds
+        return {
+            "cache": self.described,
+            "jit_compile": bool(self.model.jit_compile),
+            "fill_s": self.fill,
+            "epoch_s": s,
+            "first_epoch_s": s[0] + self.fill,  # the cache's pass included
+            "later_epoch_median_s": statistics.median(s[1:]),
+            "step_median_s": statistics.median(self.steps),
+            "val": {k: float(v[-1]) for k, v in self.history.items() if k.startswith("val_")},
+        }
 
 
 def bench_frozen(n: int = 600, epochs: int = 5) -> dict:
@@ -976,6 +1033,8 @@ def bench_frozen(n: int = 600, epochs: int = 5) -> dict:
 
     Random weights saved to a file stand in for ImageNet's (not downloadable here): speed and
     equality do not depend on the values. The same seed both ways, so the val metrics compare.
+    Beside the measured speed-ups, the arithmetic bound: the ratio of the two ways' step MACs
+    (training/frozen.py's step_macs), the most the cache can give at equal arithmetic speed.
     """
     import keras
 
@@ -991,18 +1050,61 @@ def bench_frozen(n: int = 600, epochs: int = 5) -> dict:
     parts = {k: type(v)(v.paths, {a: v.codes[a] for a in ATTRIBUTE_KEYS}) for k, v in parts.items()}
     out = {"pictures": {k: len(v) for k, v in parts.items()}, "epochs": epochs, "runs": {}}
     for unfreeze in (10, 20):
-        row = {}
-        for cached in (False, True):
-            row["cached" if cached else "whole"] = _frozen_fit(
-                str(weights), parts, unfreeze, cached, epochs
+        keras.backend.clear_session()
+        ways = {
+            name: _FrozenWay(str(weights), parts, unfreeze, w) for name, w in FROZEN_WAYS.items()
+        }
+        for _ in range(epochs):
+            for way in ways.values():
+                way.epoch()
+        row: dict = {"ways": {name: way.result() for name, way in ways.items()}}
+        m = next(way.macs for way in ways.values() if way.macs is not None)
+        row["macs"] = {
+            "forward_whole": m.forward_whole,
+            "forward_top": m.forward_top,
+            "backward": m.backward,
+            "whole_step": m.whole,
+            "cached_step": m.cached,
+            "step_bound": m.bound,
+            "epoch_bound": m.epoch_bound(len(parts["train"]), len(parts["val"])),
+        }
+        whole = row["ways"]["whole"]
+        for name, x in row["ways"].items():
+            print("frozen", unfreeze, name, x, flush=True)
+            if name == "whole":
+                continue
+            # epochs 2.. side by side: the median of each epoch's ratio
+            x["speed_up_after_first"] = statistics.median(
+                a / b for a, b in zip(whole["epoch_s"][1:], x["epoch_s"][1:])
             )
-        row["speed_up_after_first"] = (
-            row["whole"]["later_epoch_median_s"] / row["cached"]["later_epoch_median_s"]
-        )
-        # per training step, without each epoch's fixed costs (iterators, validation start)
-        row["step_speed_up"] = row["whole"]["step_median_s"] / row["cached"]["step_median_s"]
+            # per training step, without each epoch's fixed costs (iterators, validation start)
+            x["step_speed_up"] = whole["step_median_s"] / x["step_median_s"]
+            x["val_max_difference"] = {
+                kind: max(
+                    abs(x["val"][k] - whole["val"][k]) for k in whole["val"] if k.endswith(kind)
+                )
+                for kind in ("accuracy", "loss")
+            }
         out["runs"][f"unfreeze {unfreeze}"] = row
-        print("frozen", unfreeze, {k: v for k, v in row.items()}, flush=True)
+        if unfreeze == 10:
+            donor = ways["cached, op by op"].cache
+            out["seeds"] = _frozen_seeds(str(weights), parts, unfreeze, donor, epochs)
+    return out
+
+
+def _frozen_seeds(weights: str, parts: dict, unfreeze: int, donor, epochs: int, n: int = 5):
+    """The noise the ways' val differences are judged against: the cached top trained from n
+    seeds (head weights, batch order, dropout draws), op by op and with XLA, on one cache."""
+    out: dict = {"unfreeze": unfreeze, "seeds": n, "val": {}}
+    for name, jit in (("op by op", False), ("XLA", True)):
+        runs = []
+        for seed in range(n):
+            way = _FrozenWay(weights, parts, unfreeze, {"jit": jit, "seed": seed}, donor)
+            for _ in range(epochs):
+                way.epoch()
+            runs.append(way.result()["val"])
+        out["val"][name] = {k: [r[k] for r in runs] for k in runs[0]}
+    print("frozen seeds", out, flush=True)
     return out
 
 

@@ -106,6 +106,84 @@ def find_cut(model: keras.Model) -> Cut:
     return Cut(None, name, f"no layer below {name} is a clean cut (later layers read past it)")
 
 
+def _layer_macs(layer, node) -> int:
+    """Multiply-accumulates of one call of `layer` (a node of the graph), per picture.
+
+    Dense and convolutions (plain, depthwise, separable, transposed): each kernel weight is used
+    once per output position (per input position for a transposed convolution), so the count is
+    positions x kernel size (H_out W_out k k C_in/groups C_out for Conv2D, in x out for Dense).
+    Everything else (batch norm, activations, adds, pooling) is elementwise, under 1 % of a
+    ResNet50 step, and not counted.
+    """
+    kernels = [
+        getattr(layer, name, None) for name in ("kernel", "depthwise_kernel", "pointwise_kernel")
+    ]
+    kernels = [k for k in kernels if k is not None and len(k.shape) >= 2]
+    if not kernels:
+        return 0
+    transposed = "Transpose" in type(layer).__name__
+    tensor = (node.input_tensors if transposed else node.output_tensors)[0]
+    positions = int(np.prod(tensor.shape[1:-1], dtype=np.int64))  # 1 for a Dense on a vector
+    return positions * sum(int(np.prod(k.shape, dtype=np.int64)) for k in kernels)
+
+
+@dataclass(frozen=True)
+class StepMacs:
+    """Multiply-accumulates per picture of one training step, and the bound they set.
+
+    A step of the whole model runs every layer forward and, backward, the layers below which
+    something is trained: a trainable kernel costs its forward MACs again for its own gradient,
+    and a layer with trained weights anywhere upstream costs them again for its input's
+    gradient (so the first trainable layer, above the frozen bottom, needs none). On cached
+    features the backward pass is the same; only the frozen bottom's forward is gone.
+    """
+
+    forward_whole: int  # every layer, forward
+    forward_top: int  # the layers above the cut, forward
+    backward: int  # weight and input gradients (the same both ways)
+
+    @property
+    def whole(self) -> int:
+        return self.forward_whole + self.backward
+
+    @property
+    def cached(self) -> int:
+        return self.forward_top + self.backward
+
+    @property
+    def bound(self) -> float:
+        """The largest step speed-up the cache can give at equal arithmetic speed."""
+        return self.whole / self.cached
+
+    def epoch_bound(self, train: int, val: int) -> float:
+        """The same for an epoch: `train` pictures stepped, `val` pictures forward only."""
+        return (train * self.whole + val * self.forward_whole) / (
+            train * self.cached + val * self.forward_top
+        )
+
+
+def step_macs(model: keras.Model, cut: str) -> StepMacs:
+    """Count `model`'s training-step MACs per picture, whole and on features cached at `cut`."""
+    sources, _ = _sources(model)
+    top: set[str] = set()  # the layers reading the cut's output, directly or not
+    upstream: dict[str, bool] = {}  # name -> it, or a layer it reads from (at any remove), trains
+    forward_whole = forward_top = backward = 0
+    for depth in sorted(model._nodes_by_depth, reverse=True):  # inputs first
+        for node in model._nodes_by_depth[depth]:
+            layer = node.operation
+            reads = sources.get(layer.name, set())
+            if reads & (top | {cut}):
+                top.add(layer.name)
+            trained_above = any(upstream.get(r, False) for r in reads)
+            trained = bool(layer.trainable_weights)
+            upstream[layer.name] = upstream.get(layer.name, False) or trained or trained_above
+            macs = _layer_macs(layer, node)
+            forward_whole += macs
+            forward_top += macs if layer.name in top else 0
+            backward += macs * (trained + trained_above)
+    return StepMacs(forward_whole, forward_top, backward)
+
+
 def plan_cut(model: keras.Model, augment: bool, balance, replicas: int) -> Cut:
     """The cut for this run, or why training runs the whole model every epoch."""
     if augment:
@@ -117,11 +195,25 @@ def plan_cut(model: keras.Model, augment: bool, balance, replicas: int) -> Cut:
     return find_cut(model)
 
 
+class CachedTop(keras.Model):
+    """The top (a functional model from the cut to the heads), compiled with XLA by default.
+
+    Keras leaves XLA off on a CPU-only machine ("auto"); for the top it pays: fused, its step
+    took ~0.8x the time of oneDNN's op-by-op step at 128 px (bench/README.md), mostly the
+    optimizer's and batch norm's elementwise passes, which XLA merges. The whole model gains
+    nothing from it, so only the top asks for it. `jit_compile=False` still turns it off;
+    Keras itself turns it off (with a warning) for a layer that XLA cannot compile.
+    """
+
+    def compile(self, *args, jit_compile=True, **kwargs):
+        super().compile(*args, jit_compile=jit_compile, **kwargs)
+
+
 def split_model(model: keras.Model, cut: str) -> tuple[keras.Model, keras.Model]:
     """(bottom: picture -> features, top: features -> heads), sharing `model`'s layers."""
     tensor = model.get_layer(cut).output
     bottom = keras.Model(model.inputs, tensor, name=f"{model.name}_bottom")
-    top = keras.Model(tensor, model.output, name=f"{model.name}_top")
+    top = CachedTop(tensor, model.output, name=f"{model.name}_top")
     return bottom, top
 
 
