@@ -15,7 +15,14 @@ from portrait_core.models.layers import load_saved_model
 from portrait_core.pipeline import InputPipeline, split_data
 from portrait_core.training.callbacks import BestModelSaver
 from portrait_core.training.config import TrainConfig
-from portrait_core.training.frozen import CachedTop, find_cut, fit_inputs, plan_cut, step_macs
+from portrait_core.training.frozen import (
+    XLA_MIN_PICTURE_EPOCHS,
+    CachedTop,
+    find_cut,
+    fit_inputs,
+    plan_cut,
+    step_macs,
+)
 from portrait_core.training.metrics import losses_and_metrics
 
 SIZE = 32  # keras.applications.ResNet50's smallest input
@@ -66,12 +73,15 @@ def test_no_cache_with_augmentation_or_nothing_frozen(weights_file):
     assert find_cut(create_model("cnn_custom", SIZE, ATTRS)).layer is None
 
 
-def _fit(weights_file, data, cached: bool, saved=None, **compile_options):
-    """One epoch, seeded: the top on cached features, or the whole model on the same pictures."""
+def _fit(weights_file, data, cached: bool, saved=None, planned=20, **compile_options):
+    """One epoch, seeded: the top on cached features, or the whole model on the same pictures.
+
+    planned: the epochs the run's config asks for (fit_inputs picks XLA for a long run)."""
     model = resnet(weights_file)
     pipeline = InputPipeline(**data, image_size=SIZE, batch_size=8, seed=0, augment=False)
     model.get_layer("zero_centre").set_mean(pipeline.mean_image())
-    config = TrainConfig(data="unused", augment=not cached)  # augmentation rules the cache out
+    # augmentation rules the cache out
+    config = TrainConfig(data="unused", augment=not cached, epochs=planned)
     fit_model, train_ds, val_ds, described = fit_inputs(model, pipeline, config, 1, saved or ".")
     if not cached:  # the same picture pipeline, no augmentation
         train_ds, val_ds = pipeline.train_dataset(), pipeline.eval_dataset("val")
@@ -106,10 +116,11 @@ def whole_run(weights_file, small_data):
 
 
 def test_cached_training_equals_whole_model_training(weights_file, small_data, whole_run):
-    # op by op (no XLA), as the whole model runs: the same kernels, so the same arithmetic
-    model, top, history, described = _fit(weights_file, small_data, True, jit_compile=False)
+    # a short run (32 pictures x 20 epochs): op by op, no XLA, as the whole model runs; the
+    # same kernels, so the same arithmetic
+    model, top, history, described = _fit(weights_file, small_data, cached=True)
     whole, whole_history = whole_run
-    assert described["used"] and not top.jit_compile
+    assert described["used"] and not described["xla"] and not top.jit_compile
     assert described["cut_layer"] == "conv5_block2_out"
     # The same layers, batches, seeds and dropout draws: on this CPU the weights came out bit
     # for bit equal. The bound allows for the one thing that may differ elsewhere, the order of
@@ -124,12 +135,14 @@ def test_cached_training_equals_whole_model_training(weights_file, small_data, w
 def test_top_trains_with_xla_and_the_whole_model_is_saved(
     weights_file, small_data, whole_run, tmp_path
 ):
-    """The default: the top compiled with XLA. Its kernels sum in another order and its stateless
+    """A long run's top is compiled with XLA. Its kernels sum in another order and its stateless
     random numbers differ from TensorFlow's CPU kernels (other dropout masks), so the run is not
     the whole model's bit for bit: the same training, within the noise of a dropout draw."""
-    model, top, history, described = _fit(weights_file, small_data, cached=True, saved=tmp_path)
+    planned = XLA_MIN_PICTURE_EPOCHS // 32 + 1  # 32 training pictures: just long enough
+    model, top, history, described = _fit(weights_file, small_data, True, tmp_path, planned)
     whole, whole_history = whole_run
-    assert isinstance(top, CachedTop) and top.jit_compile and described["used"]
+    assert isinstance(top, CachedTop) and described["used"] and described["xla"]
+    assert top.jit_compile
     assert np.isfinite(history["loss"]).all()
     # 4 steps of Adam at 1e-3 from the same start: the validation loss hardly moves either way
     # (measured: 1e-4 relative), and a step moves a weight by at most about lr, so the two runs'

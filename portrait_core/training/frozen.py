@@ -11,6 +11,10 @@ The cut is a tensor every later layer depends on only through it (in ResNet50 a 
 since a residual block reads its input twice): the last such boundary below the first trainable
 layer. Where there is none, or something else rules the cache out, training runs as before and
 config.json says why (`frozen_cache`).
+
+The top still runs the layers it trains, forward and backward, so the cache can speed a step up
+by at most the ratio of the two ways' arithmetic: `step_macs` counts it (ResNet50 at 128 px:
+6.8x for --unfreeze 10, 3.7x for 20; bench/README.md sets the measured figures beside it).
 """
 
 from __future__ import annotations
@@ -34,8 +38,13 @@ from portrait_core.pipeline import (
 
 # Features are float32, often larger than the picture (ResNet50 at 128 px: 4x4x2048, 128 KiB
 # against 48 KiB of uint8 pixels). Up to this much per run stays in memory, beyond it a
-# memory-mapped file in the run's cache folder (the page cache still keeps what fits).
+# memory-mapped file in the run's cache folder (the page cache still keeps what fits). Stored as
+# float16 they trained no faster (bench/README.md) and no longer bit for bit: kept float32.
 FEATURE_MEMORY_LIMIT = 1 << 30
+# XLA for the top pays back its compile (~8 s on the bench's 2 cores at 128 px) after about
+# 11,600 pictures trained (--unfreeze 10; 6,500 for 20): 0.7-0.8 ms saved per picture and
+# epoch. Runs planned shorter than this (training pictures x epochs) train op by op.
+XLA_MIN_PICTURE_EPOCHS = 10_000
 # Layers that draw random numbers when training: below a cut they would make the cached output
 # differ from what training sees.
 STOCHASTIC_LAYERS = (
@@ -112,8 +121,9 @@ def _layer_macs(layer, node) -> int:
     Dense and convolutions (plain, depthwise, separable, transposed): each kernel weight is used
     once per output position (per input position for a transposed convolution), so the count is
     positions x kernel size (H_out W_out k k C_in/groups C_out for Conv2D, in x out for Dense).
-    Everything else (batch norm, activations, adds, pooling) is elementwise, under 1 % of a
-    ResNet50 step, and not counted.
+    Everything else (batch norm, activations, adds, pooling) is elementwise, a few operations per
+    output value, and not counted: ResNet50 at 128 px has 8.6 M such values per picture against
+    1,261 M MACs.
     """
     kernels = [
         getattr(layer, name, None) for name in ("kernel", "depthwise_kernel", "pointwise_kernel")
@@ -196,16 +206,22 @@ def plan_cut(model: keras.Model, augment: bool, balance, replicas: int) -> Cut:
 
 
 class CachedTop(keras.Model):
-    """The top (a functional model from the cut to the heads), compiled with XLA by default.
+    """The top (a functional model from the cut to the heads); compiled with XLA where `xla`.
 
-    Keras leaves XLA off on a CPU-only machine ("auto"); for the top it pays: fused, its step
-    took ~0.8x the time of oneDNN's op-by-op step at 128 px (bench/README.md), mostly the
-    optimizer's and batch norm's elementwise passes, which XLA merges. The whole model gains
-    nothing from it, so only the top asks for it. `jit_compile=False` still turns it off;
-    Keras itself turns it off (with a warning) for a layer that XLA cannot compile.
+    Keras leaves XLA off on a CPU-only machine ("auto"). For the top it pays per step: fused,
+    its step took 0.8x the time of oneDNN's op-by-op step at 128 px (bench/README.md), mostly
+    by merging the optimizer's and batch norm's elementwise passes. But its compile (one per
+    batch shape: the full and the last batch, train and val) costs ~8 s once, and its stateless
+    random numbers are not TensorFlow's CPU kernels' (other dropout masks): the run is the same
+    training within noise, no longer the whole model's bit for bit. So fit_inputs asks for it
+    only where the run is long enough to pay it back (`XLA_MIN_PICTURE_EPOCHS`). An explicit
+    `jit_compile` wins; Keras itself turns XLA off (with a warning) for a layer it cannot compile.
     """
 
-    def compile(self, *args, jit_compile=True, **kwargs):
+    xla = False  # fit_inputs decides per run
+
+    def compile(self, *args, jit_compile=None, **kwargs):
+        jit_compile = self.xla if jit_compile is None else jit_compile
         super().compile(*args, jit_compile=jit_compile, **kwargs)
 
 
@@ -309,7 +325,8 @@ def fit_inputs(model: keras.Model, pipeline: InputPipeline, config, replicas: in
     """(model to fit, train dataset, val dataset, what was decided for config.json).
 
     The whole model on the picture pipeline, or, where `plan_cut` finds a cut, its top on
-    features cached in `folder` (filled here: one pass of the frozen part over train and val).
+    features cached in `folder` (filled here: one pass of the frozen part over train and val),
+    compiled with XLA if the run plans at least `XLA_MIN_PICTURE_EPOCHS` (see CachedTop).
     """
     cut = plan_cut(model, config.augment, config.balance, replicas)
     print(f"frozen-layer cache: {cut.reason}", flush=True)
@@ -318,5 +335,9 @@ def fit_inputs(model: keras.Model, pipeline: InputPipeline, config, replicas: in
         return model, pipeline.train_dataset(), val, cut.describe()
     cache = FeatureCache(model, cut.layer, pipeline, folder)
     cache.fill()
-    described = {**cut.describe(), **cache.describe()}
+    pictures = len(pipeline.train)
+    if config.max_steps_per_epoch:
+        pictures = min(pictures, config.max_steps_per_epoch * pipeline.batch_size)
+    cache.top.xla = pictures * config.epochs >= XLA_MIN_PICTURE_EPOCHS
+    described = {**cut.describe(), **cache.describe(), "xla": cache.top.xla}
     return cache.top, cache.train_dataset(), cache.val_dataset(), described
