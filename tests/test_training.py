@@ -9,6 +9,7 @@ import keras
 import numpy as np
 import pytest
 
+from portrait_core.models.layers import load_saved_model
 from portrait_core.schema import SCHEMA_VERSION
 from portrait_core.training import callbacks
 from portrait_core.training.config import TrainConfig, make_config
@@ -123,7 +124,7 @@ def test_stop_ends_a_running_run_gracefully(synthetic_small, tmp_path):
     assert run.status["state"] == "cancelled"
     assert len(run.history) < 200
     assert run.model_file.exists()  # the best model so far is kept
-    keras.models.load_model(run.model_file, safe_mode=True)
+    load_saved_model(run.model_file)  # safe mode, with the project's layers registered
     assert not [p for p in run.path.iterdir() if ".tmp" in p.name]
 
 
