@@ -134,25 +134,88 @@ def test_the_recipe_flags_reach_the_run_from_the_command_line(synthetic_small, t
     )
 
 
-def test_the_time_budget_starts_no_epoch_that_would_end_past_it(monkeypatch):
+def _timed_epochs(budget, seconds, clock):
+    """Runs a TimeBudget through epochs of the given lengths; the plan after each."""
     from types import SimpleNamespace
 
+    budget.set_model(SimpleNamespace(stop_training=False))
+    budget.on_train_begin()
+    plans = []
+    for epoch, took in enumerate(seconds):
+        clock["now"] += took
+        budget.on_epoch_end(epoch)
+        plans.append(budget.planned_epochs)
+        if budget.model.stop_training:
+            break
+    return plans
+
+
+def test_the_time_budget_starts_no_epoch_that_would_end_past_it(monkeypatch):
     from portrait_core.training import callbacks
 
     clock = {"now": 1000.0}
     monkeypatch.setattr(callbacks.time, "time", lambda: clock["now"])
     budget = callbacks.TimeBudget(minutes=1.0)  # 60 s
-    budget.set_model(SimpleNamespace(stop_training=False))
-    budget.on_train_begin()
-    for epoch, seconds in enumerate((25.0, 15.0, 15.0)):  # 25 + 15 + 25 (guess) > 60 at epoch 2
-        budget.on_epoch_begin(epoch)
-        clock["now"] += seconds
-        budget.on_epoch_end(epoch)
-        if budget.model.stop_training:
-            break
-    assert budget.stopped_epoch == 2 and budget.model.stop_training
+    # the first epoch (tracing) is not the guess once a second one is timed: 25 + 15 + 15 = 55,
+    # and a fourth (guess 15) would end at 70
+    plans = _timed_epochs(budget, (25.0, 15.0, 15.0, 15.0), clock)
+    assert budget.stopped_epoch == 3 and budget.model.stop_training
+    assert plans == [2, 3, 3]  # 25 + 25 (guess) <= 60, then 40 + 15, then no room
+    # a third epoch slower than guessed ends past the budget (68 s): no fourth starts
+    budget = callbacks.TimeBudget(minutes=1.0)
+    assert _timed_epochs(budget, (25.0, 15.0, 28.0, 15.0), clock) == [2, 3, 3]
+    assert budget.stopped_epoch == 3
     with pytest.raises(ValueError, match="max_minutes must be above 0"):
         TrainConfig(data="x", max_minutes=0)
+    with pytest.raises(ValueError, match="max_minutes cannot be used with distribute multi"):
+        TrainConfig(data="x", max_minutes=5, distribute="multiworker")
+
+
+def test_the_cosine_ends_at_the_last_epoch_the_budget_fits(monkeypatch):
+    """With a time budget, the schedule's rate reaches 0 at the last epoch that fits, not at
+    --epochs: on a machine where only 6 of 40 epochs fit, the sixth ends at rate 0."""
+    from portrait_core.training import callbacks
+    from portrait_core.training.schedules import WarmupCosine
+    from portrait_core.training.train import learning_rate_for
+
+    config = TrainConfig(data="x", epochs=40, lr=0.01, schedule="cosine", warmup_epochs=1)
+    steps = 10
+    schedule = learning_rate_for(config, steps)
+    assert isinstance(schedule, WarmupCosine)
+    assert float(schedule(200)) == pytest.approx(0.5 * 0.01 * (1 + np.cos(np.pi * 190 / 390)))
+    clock = {"now": 0.0}
+    monkeypatch.setattr(callbacks.time, "time", lambda: clock["now"])
+    budget = callbacks.TimeBudget(1.0, config.epochs, steps, schedule)  # 60 s, epochs of 10 s
+    plans = _timed_epochs(budget, [10.0] * 40, clock)
+    assert plans == [6] * 6 and budget.stopped_epoch == 6
+    assert float(schedule(6 * steps)) == pytest.approx(0.0, abs=1e-9)
+    assert float(schedule(3 * steps)) == pytest.approx(0.5 * 0.01 * (1 + np.cos(np.pi * 0.4)))
+    assert float(schedule(steps)) == pytest.approx(0.01)  # the warm-up is the same epoch
+    # a run that fits: the plan is --epochs, and the budget does not stop it
+    schedule = learning_rate_for(config, steps)
+    budget = callbacks.TimeBudget(100.0, config.epochs, steps, schedule)
+    assert _timed_epochs(budget, [10.0] * 40, clock)[-1] == 40 and budget.stopped_epoch == 0
+    assert float(schedule(40 * steps)) == pytest.approx(0.0, abs=1e-9)
+    assert float(schedule(20 * steps)) > 0.004
+
+
+def test_the_schedule_is_saved_and_loaded_with_the_model(tmp_path):
+    import keras
+
+    from portrait_core.models.layers import load_saved_model
+    from portrait_core.training.schedules import WarmupCosine
+
+    schedule = WarmupCosine(0.01, 5, 50)
+    schedule.set_total_steps(30)  # moved by a budget: saved where it was moved to
+    inputs = keras.Input((3,))
+    model = keras.Model(inputs, keras.layers.Dense(2)(inputs))
+    model.compile(optimizer=keras.optimizers.AdamW(schedule), loss="mse")
+    model.save(tmp_path / "m.keras")
+    loaded = load_saved_model(tmp_path / "m.keras").optimizer._learning_rate
+    assert isinstance(loaded, WarmupCosine)
+    assert [float(loaded(s)) for s in (5, 30)] == pytest.approx([0.01, 0.0], abs=1e-9)
+    with pytest.raises(ValueError, match="total_steps"):
+        WarmupCosine(0.01, 5, 5)
 
 
 def test_a_run_over_its_time_budget_stops_after_an_epoch_and_says_so(synthetic_small, tmp_path):

@@ -119,6 +119,7 @@ def test_callback_state_survives_a_new_fit(tmp_path):
     plateau.wait, plateau.best, plateau.cooldown_counter = 1, 0.75, 0
     saver.best, saver.best_epoch = 0.75, 5
     budget._start -= 120
+    budget._plan(7)  # the epochs that fit, as measured so far: the schedule resumes with them
     state = json.loads(json.dumps(ResumeState(tmp_path, early, plateau, saver, budget).snapshot(6)))
 
     fresh = (
@@ -135,6 +136,7 @@ def test_callback_state_survives_a_new_fit(tmp_path):
     assert (p.wait, p.best) == (1, 0.75)
     assert (s.best, s.best_epoch) == (0.75, 5)
     assert time.time() - b._start == pytest.approx(120, abs=5)
+    assert b.planned_epochs == 7
 
 
 def test_a_run_that_cannot_resume_is_one_line(runs, capsys):

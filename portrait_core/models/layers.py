@@ -29,9 +29,11 @@ class ZeroCentre(keras.layers.Layer):
 def load_saved_model(path, compile: bool = True) -> keras.Model:
     """A model saved by Portrait Lab, loaded with Keras safe mode on.
 
-    Registers what such a file names besides Keras' own classes: this module's layers and the
-    training metrics (portrait_core.training.metrics).
+    Registers what such a file names besides Keras' own classes: this module's layers, the
+    training metrics (portrait_core.training.metrics) and the learning-rate schedule
+    (portrait_core.training.schedules).
     """
     import portrait_core.training.metrics  # noqa: F401  (registers LabelledAccuracy)
+    import portrait_core.training.schedules  # noqa: F401  (registers WarmupCosine)
 
     return keras.models.load_model(path, safe_mode=True, compile=compile)

@@ -18,17 +18,23 @@ STATUS_EVERY_S = 0.5  # the Train page polls every second or two; more writes bu
 class RunRecorder(keras.callbacks.Callback):
     """Appends one history line per epoch and keeps status.json's epoch/batch current."""
 
-    def __init__(self, run: Run, epochs: int, steps_per_epoch: int):
+    def __init__(self, run: Run, epochs: int, steps_per_epoch: int, budget=None):
         super().__init__()
         self.run, self.epochs, self.steps = run, epochs, steps_per_epoch
+        self.budget = budget  # a TimeBudget: status.json's epochs are then the epochs planned
         self._last = 0.0
         self._epoch_start = time.time()
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch_start = time.time()
         self.run.set_status(
-            state="running", epoch=epoch + 1, epochs=self.epochs, batch=0, steps=self.steps
+            state="running", epoch=epoch + 1, epochs=self.planned(), batch=0, steps=self.steps
         )
+
+    def planned(self) -> int:
+        if self.budget is not None and self.budget.planned_epochs:
+            return self.budget.planned_epochs
+        return self.epochs
 
     def on_train_batch_end(self, batch, logs=None):
         now = time.time()
@@ -99,31 +105,73 @@ class BestModelSaver(keras.callbacks.Callback):
 
 
 class TimeBudget(keras.callbacks.Callback):
-    """Ends training after the epoch when another one would likely end past `minutes` of fit.
+    """Ends training after the epoch when another one would likely end past `minutes` of fit,
+    and plans the epochs that fit, so that a `schedules.WarmupCosine` reaches 0 at the last one.
 
-    The guess for the next epoch is the longest one so far (the first includes decoding and
-    tracing, so the guess errs on the safe side). `stopped_epoch` is 0 when the budget held.
+    An epoch's length runs from the end of the one before (the saving and backing up between
+    epochs count). The guess for the next is the longest so far, leaving out a session's first
+    epoch (it includes tracing) once a later one has been timed. After each epoch,
+    `planned_epochs` is the last epoch that would likely end within the budget, at most
+    `epochs`; the schedule is set to end there. `stopped_epoch` is 0 when the budget held.
     """
 
-    def __init__(self, minutes: float):
+    def __init__(
+        self,
+        minutes: float,
+        epochs: int | None = None,
+        steps_per_epoch: int | None = None,
+        schedule=None,
+    ):
         super().__init__()
         self.budget = minutes * 60.0
+        self.epochs, self.steps, self.schedule = epochs, steps_per_epoch, schedule
         self.stopped_epoch = 0
-        self._start = self._epoch_start = 0.0
-        self._longest = 0.0
+        self.planned_epochs = epochs
+        self._start = self._last_end = 0.0
+        self._longest = 0.0  # of every epoch
+        self._longest_steady = 0.0  # of the epochs that were not a session's first
+        self._session_epochs = 0
 
     def on_train_begin(self, logs=None):
-        self._start = time.time()
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._epoch_start = time.time()
+        self._start = self._last_end = time.time()
+        self._session_epochs = 0
 
     def on_epoch_end(self, epoch, logs=None):
         now = time.time()
-        self._longest = max(self._longest, now - self._epoch_start)
-        if now - self._start + self._longest > self.budget:
-            self.stopped_epoch = epoch + 1
+        took, self._last_end = now - self._last_end, now
+        self._session_epochs += 1
+        self._longest = max(self._longest, took)
+        if self._session_epochs > 1:
+            self._longest_steady = max(self._longest_steady, took)
+        guess = self._longest_steady or self._longest
+        fits = max(0, int((self.budget - (now - self._start)) // guess)) if guess > 0 else 0
+        done = epoch + 1
+        self._plan(min(done + fits, self.epochs) if self.epochs else done + fits)
+        if fits == 0 and not (self.epochs and done >= self.epochs):
+            self.stopped_epoch = done
             self.model.stop_training = True
+
+    def _plan(self, epochs: int) -> None:
+        self.planned_epochs = epochs
+        if self.schedule is not None and self.steps:
+            self.schedule.set_total_steps(epochs * self.steps)
+
+    def state(self) -> dict:
+        """What a resumed run needs: the fit time spent, the epoch guesses and the plan."""
+        return {
+            "elapsed": time.time() - self._start,
+            "longest": self._longest,
+            "longest_steady": self._longest_steady,
+            "planned_epochs": self.planned_epochs,
+        }
+
+    def restore(self, state: dict) -> None:
+        """Called after on_train_begin: this session's fit time adds to the saved one."""
+        self._start = time.time() - state["elapsed"]
+        self._longest = state["longest"]
+        self._longest_steady = state.get("longest_steady", 0.0)
+        if state.get("planned_epochs"):
+            self._plan(int(state["planned_epochs"]))
 
 
 class ResumeState(keras.callbacks.Callback):
@@ -186,8 +234,7 @@ class ResumeState(keras.callbacks.Callback):
             self.saver.best, self.saver.best_epoch = s["best"], s["best_epoch"]
         b = state.get("budget") or {}
         if self.budget is not None and b:
-            self.budget._start = time.time() - b["elapsed"]
-            self.budget._longest = b["longest"]
+            self.budget.restore(b)
 
     def seconds(self) -> float:
         """Fit seconds over every session of this run."""
@@ -217,9 +264,7 @@ class ResumeState(keras.callbacks.Callback):
                 "best": _finite_or_none(self.saver.best),
                 "best_epoch": self.saver.best_epoch,
             },
-            "budget": None
-            if self.budget is None
-            else {"elapsed": time.time() - self.budget._start, "longest": self.budget._longest},
+            "budget": None if self.budget is None else self.budget.state(),
         }
 
     def on_epoch_end(self, epoch, logs=None):

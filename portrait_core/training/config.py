@@ -105,6 +105,13 @@ class TrainConfig:
             raise ValueError(
                 f"distribute must be one of {', '.join(DISTRIBUTE)}, not {self.distribute!r}"
             )
+        if self.max_minutes is not None and self.distribute == "multiworker":
+            # each worker would time its own epochs: one could stop (or end its schedule) an
+            # epoch before another, which would then wait for it in vain
+            raise ValueError(
+                "max_minutes cannot be used with distribute multiworker: the workers would "
+                "each judge the time budget, and could stop at different epochs"
+            )
 
     def balance_target(self) -> tuple[str, int | None] | None:
         """'hairstyle:2000' -> ('hairstyle', 2000); 'hairstyle' -> ('hairstyle', None = largest class)."""

@@ -225,6 +225,7 @@ def _train(config: TrainConfig, run: Run, resume: bool = False):
     )
     from portrait_core.training.metrics import losses_and_metrics
     from portrait_core.training.runs import write_json_atomic
+    from portrait_core.training.schedules import WarmupCosine
 
     if config.model == "resnet50":  # no ImageNet weights to be had: say so before loading data
         from portrait_core.models.resnet50 import resolve_weights
@@ -292,7 +293,10 @@ def _train(config: TrainConfig, run: Run, resume: bool = False):
         steps = min(steps, config.max_steps_per_epoch)
         train_ds = train_ds.take(steps)
     with scope():
-        fit_model.compile(optimizer=optimizer_for(config, steps), loss=losses, metrics=metrics)
+        learning_rate = learning_rate_for(config, steps)
+        fit_model.compile(
+            optimizer=optimizer_for(config, steps, learning_rate), loss=losses, metrics=metrics
+        )
     stopper = GracefulStop(run)
     saver = BestModelSaver(run.model_file, whole=model)
     early = keras.callbacks.EarlyStopping(
@@ -305,12 +309,22 @@ def _train(config: TrainConfig, run: Run, resume: bool = False):
         if config.schedule == "plateau"
         else None  # the cosine schedule sets the rate itself, step by step
     )
-    budget = TimeBudget(config.max_minutes) if config.max_minutes else None
+    # with a cosine, the budget also ends the schedule at the last epoch that fits
+    budget = (
+        TimeBudget(
+            config.max_minutes,
+            config.epochs,
+            steps,
+            learning_rate if isinstance(learning_rate, WarmupCosine) else None,
+        )
+        if config.max_minutes
+        else None
+    )
     backup = run.path / BACKUP_DIR
     resume_state = ResumeState(backup, early, plateau, saver, budget, restored, stopper)
     callbacks = [
         stopper,
-        RunRecorder(run, config.epochs, steps),
+        RunRecorder(run, config.epochs, steps, budget),
         saver,
         early,
         *([plateau] if plateau else []),
@@ -428,25 +442,28 @@ def _is_chief(config: TrainConfig) -> bool:
     return read_tf_config().is_chief
 
 
-def optimizer_for(config: TrainConfig, steps_per_epoch: int):
-    """The config's optimizer, with its learning-rate schedule for `steps_per_epoch` steps.
+def learning_rate_for(config: TrainConfig, steps_per_epoch: int):
+    """The config's learning rate: a number (plateau), or a `schedules.WarmupCosine` (cosine):
+    a linear warm-up from 0 to lr over warmup_epochs, then a cosine down to 0 at the last step
+    (Loshchilov & Hutter 2017, without restarts). The last step is the last epoch's, or, with
+    a time budget, the last that fits in it (callbacks.TimeBudget moves it as it measures)."""
+    if config.schedule != "cosine":
+        return config.lr
+    from portrait_core.training.schedules import WarmupCosine
 
-    cosine: a linear warm-up from 0 to lr over warmup_epochs, then a cosine down to 0 at the
-    last step (Loshchilov & Hutter 2017, without restarts). adamw leaves batch-norm parameters
-    and biases out of the weight decay, as is usual: shrinking them regularises nothing.
+    warm_epochs = min(config.warmup_epochs, config.epochs - 1)
+    return WarmupCosine(config.lr, warm_epochs * steps_per_epoch, config.epochs * steps_per_epoch)
+
+
+def optimizer_for(config: TrainConfig, steps_per_epoch: int, learning_rate=None):
+    """The config's optimizer, with `learning_rate` (by default `learning_rate_for`'s).
+
+    adamw leaves batch-norm parameters and biases out of the weight decay, as is usual:
+    shrinking them regularises nothing.
     """
     import keras
 
-    lr = config.lr
-    if config.schedule == "cosine":
-        warm_epochs = min(config.warmup_epochs, config.epochs - 1)
-        warm = warm_epochs * steps_per_epoch
-        lr = keras.optimizers.schedules.CosineDecay(
-            initial_learning_rate=0.0 if warm else config.lr,
-            decay_steps=max(1, (config.epochs - warm_epochs) * steps_per_epoch),
-            warmup_target=config.lr if warm else None,
-            warmup_steps=warm,
-        )
+    lr = learning_rate_for(config, steps_per_epoch) if learning_rate is None else learning_rate
     if config.optimizer == "adamw":
         optimizer = keras.optimizers.AdamW(lr, weight_decay=config.weight_decay)
         optimizer.exclude_from_weight_decay(var_names=["_bn", "bias"])
