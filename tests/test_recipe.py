@@ -165,6 +165,10 @@ def test_the_time_budget_starts_no_epoch_that_would_end_past_it(monkeypatch):
     budget = callbacks.TimeBudget(minutes=1.0)
     assert _timed_epochs(budget, (25.0, 15.0, 28.0, 15.0), clock) == [2, 3, 3]
     assert budget.stopped_epoch == 3
+    # one slow epoch (a busy machine) does not cut the plan short: the guess is the median
+    budget = callbacks.TimeBudget(minutes=100 / 60)
+    plans = _timed_epochs(budget, (20.0, 10.0, 30.0, 10.0, 10.0, 10.0, 10.0, 10.0), clock)
+    assert plans == [5, 9, 5, 7, 7, 7, 7] and budget.stopped_epoch == 7  # ends at 100 s
     with pytest.raises(ValueError, match="max_minutes must be above 0"):
         TrainConfig(data="x", max_minutes=0)
     with pytest.raises(ValueError, match="max_minutes cannot be used with distribute multi"):

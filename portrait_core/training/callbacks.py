@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 import signal
+import statistics
 import time
 from pathlib import Path
 
@@ -109,8 +110,10 @@ class TimeBudget(keras.callbacks.Callback):
     and plans the epochs that fit, so that a `schedules.WarmupCosine` reaches 0 at the last one.
 
     An epoch's length runs from the end of the one before (the saving and backing up between
-    epochs count). The guess for the next is the longest so far, leaving out a session's first
-    epoch (it includes tracing) once a later one has been timed. After each epoch,
+    epochs count). The guess for the next is the median epoch, leaving out a session's first
+    (it includes tracing) once a later one has been timed: on shared cores single epochs run
+    half as long again (measured here: 19-34 s, median 21 s), and the longest as the guess
+    would end the run minutes early and keep moving the schedule's end. After each epoch,
     `planned_epochs` is the last epoch that would likely end within the budget, at most
     `epochs`; the schedule is set to end there. `stopped_epoch` is 0 when the budget held.
     """
@@ -129,7 +132,7 @@ class TimeBudget(keras.callbacks.Callback):
         self.planned_epochs = epochs
         self._start = self._last_end = 0.0
         self._longest = 0.0  # of every epoch
-        self._longest_steady = 0.0  # of the epochs that were not a session's first
+        self._steady: list[float] = []  # the epochs that were not a session's first
         self._session_epochs = 0
 
     def on_train_begin(self, logs=None):
@@ -142,8 +145,8 @@ class TimeBudget(keras.callbacks.Callback):
         self._session_epochs += 1
         self._longest = max(self._longest, took)
         if self._session_epochs > 1:
-            self._longest_steady = max(self._longest_steady, took)
-        guess = self._longest_steady or self._longest
+            self._steady.append(took)
+        guess = statistics.median(self._steady) if self._steady else self._longest
         fits = max(0, int((self.budget - (now - self._start)) // guess)) if guess > 0 else 0
         done = epoch + 1
         self._plan(min(done + fits, self.epochs) if self.epochs else done + fits)
@@ -161,7 +164,7 @@ class TimeBudget(keras.callbacks.Callback):
         return {
             "elapsed": time.time() - self._start,
             "longest": self._longest,
-            "longest_steady": self._longest_steady,
+            "steady": list(self._steady),
             "planned_epochs": self.planned_epochs,
         }
 
@@ -169,7 +172,7 @@ class TimeBudget(keras.callbacks.Callback):
         """Called after on_train_begin: this session's fit time adds to the saved one."""
         self._start = time.time() - state["elapsed"]
         self._longest = state["longest"]
-        self._longest_steady = state.get("longest_steady", 0.0)
+        self._steady = [float(t) for t in state.get("steady", [])]
         if state.get("planned_epochs"):
             self._plan(int(state["planned_epochs"]))
 
