@@ -109,19 +109,28 @@ def real_photo_path(name: str) -> Path:
         copy = Path(installed.origin).parent.parent / member
         if copy.is_file():
             return copy
+    import os
+    import tempfile
+
+    # Downloaded into a folder of this process's own and moved into place: test processes
+    # running side by side (pytest -n) may fetch the same wheel at once.
     wheels = CACHE / "test-photos" / "wheels"
     wheels.mkdir(parents=True, exist_ok=True)
-    found = sorted(wheels.glob(requirement.split("==")[0].replace("-", "_") + "-*.whl"))
+    pattern = requirement.split("==")[0].replace("-", "_") + "-*.whl"
+    found = sorted(wheels.glob(pattern))
     if not found:
-        subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
-             "--only-binary", ":all:", "--dest", str(wheels), requirement],
-            check=True,
-        )  # fmt: skip
-        found = sorted(wheels.glob(requirement.split("==")[0].replace("-", "_") + "-*.whl"))
+        with tempfile.TemporaryDirectory(dir=wheels) as fetched:
+            subprocess.run(
+                [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
+                 "--only-binary", ":all:", "--dest", fetched, requirement],
+                check=True,
+            )  # fmt: skip
+            for wheel in Path(fetched).glob(pattern):
+                os.replace(wheel, wheels / wheel.name)
+        found = sorted(wheels.glob(pattern))
     with zipfile.ZipFile(found[-1]) as wheel:
         data = wheel.read(member)
-    tmp = target.with_name(name + ".partial")
+    tmp = target.with_name(f"{name}.{os.getpid()}.partial")
     tmp.write_bytes(data)
     tmp.replace(target)
     return target
