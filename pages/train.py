@@ -223,6 +223,16 @@ def settings_form() -> dict:
         class_weights = row[4].toggle(
             "Class weights", key="train_class_weights", persist_state=KEEP
         )
+        minutes = st.number_input(
+            "Time budget (minutes)",
+            min_value=0.0,
+            step=1.0,
+            key="train_max_minutes",
+            persist_state=KEEP,
+            help="Training stops before an epoch that would end past it, and the cosine "
+            "schedule ends at the last epoch that fits rather than at Epochs (set Epochs "
+            "high). 0 = no budget.",
+        )
         faces = st.toggle(
             "Find faces first",
             key="train_faces",
@@ -249,6 +259,7 @@ def settings_form() -> dict:
         "class_weights": bool(class_weights),
         "faces": bool(faces),
         "max_steps_per_epoch": int(max_steps) or None,
+        "max_minutes": float(minutes) or None,
         "balance": balance,
         "options": options,
     }

@@ -186,6 +186,7 @@ def test_the_form_becomes_the_runs_config(runs_dir, tiny_data, monkeypatch):
     at.number_input(key="train_balance_target").set_value(100)
     at.number_input(key="train_seed").set_value(3)
     at.number_input(key="train_max_steps").set_value(5)
+    at.number_input(key="train_max_minutes").set_value(12.5)
     at.toggle(key="train_augment").set_value(False)
     at.toggle(key="train_faces").set_value(True)
     at.button(key="start").click().run()
@@ -195,7 +196,7 @@ def test_the_form_becomes_the_runs_config(runs_dir, tiny_data, monkeypatch):
     assert config.model == "resnet50" and config.attributes == ("age", "hairstyle")
     assert config.options == {"weights": "none", "unfreeze": 20, "pooling": "gap"}
     assert config.balance == "hairstyle:100" and config.seed == 3 and not config.augment
-    assert config.max_steps_per_epoch == 5 and config.faces
+    assert config.max_steps_per_epoch == 5 and config.faces and config.max_minutes == 12.5
     assert config.data == str(tiny_data) and config.out == str(runs_dir)
     (run,) = RunStore(runs_dir).list()
     assert at.selectbox(key="run_select").value == run.id  # shown at once

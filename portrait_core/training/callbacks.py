@@ -112,7 +112,7 @@ class TimeBudget(keras.callbacks.Callback):
     An epoch's length runs from the end of the one before (the saving and backing up between
     epochs count). The guess for the next is the median epoch, leaving out a session's first
     (it includes tracing) once a later one has been timed: on shared cores single epochs run
-    half as long again (measured here: 19-34 s, median 21 s), and the longest as the guess
+    twice as long (measured on utkface-dev: 16-44 s, median 20 s), and the longest as the guess
     would end the run minutes early and keep moving the schedule's end. After each epoch,
     `planned_epochs` is the last epoch that would likely end within the budget, at most
     `epochs`; the schedule is set to end there. `stopped_epoch` is 0 when the budget held.
