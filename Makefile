@@ -37,8 +37,9 @@ data: $(DATA_MARK)
 app: $(VENV)/.installed $(DATA_MARK)
 	$(BIN)/streamlit run app.py
 
+# Two test processes side by side (pytest-xdist), each test file's tests in one of them.
 test: $(VENV)/.dev-installed
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 lint: $(VENV)/.dev-installed
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
