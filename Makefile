@@ -37,9 +37,10 @@ data: $(DATA_MARK)
 app: $(VENV)/.installed $(DATA_MARK)
 	$(BIN)/streamlit run app.py
 
-# Two test processes side by side (pytest-xdist), each test file's tests in one of them.
+# Two test processes side by side (pytest-xdist), each test file's tests in one of them; the
+# 20 slowest tests are listed at the end.
 test: $(VENV)/.dev-installed
-	$(BIN)/python -m pytest -n 2 --dist loadfile
+	$(BIN)/python -m pytest -n 2 --dist loadfile --durations=20
 
 lint: $(VENV)/.dev-installed
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
