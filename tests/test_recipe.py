@@ -175,7 +175,7 @@ def test_the_time_budget_starts_no_epoch_that_would_end_past_it(monkeypatch):
         TrainConfig(data="x", max_minutes=5, distribute="multiworker")
 
 
-def test_the_cosine_ends_at_the_last_epoch_the_budget_fits(monkeypatch):
+def test_the_cosine_ends_at_the_last_epoch_the_budget_fits(monkeypatch, capsys):
     """With a time budget, the schedule's rate reaches 0 at the last epoch that fits, not at
     --epochs: on a machine where only 6 of 40 epochs fit, the sixth ends at rate 0."""
     from portrait_core.training import callbacks
@@ -192,6 +192,7 @@ def test_the_cosine_ends_at_the_last_epoch_the_budget_fits(monkeypatch):
     budget = callbacks.TimeBudget(1.0, config.epochs, steps, schedule)  # 60 s, epochs of 10 s
     plans = _timed_epochs(budget, [10.0] * 40, clock)
     assert plans == [6] * 6 and budget.stopped_epoch == 6
+    assert capsys.readouterr().out == "time budget: 6 of 40 epochs fit\n"  # said once
     assert float(schedule(6 * steps)) == pytest.approx(0.0, abs=1e-9)
     assert float(schedule(3 * steps)) == pytest.approx(0.5 * 0.01 * (1 + np.cos(np.pi * 0.4)))
     assert float(schedule(steps)) == pytest.approx(0.01)  # the warm-up is the same epoch

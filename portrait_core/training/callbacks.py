@@ -155,6 +155,9 @@ class TimeBudget(keras.callbacks.Callback):
             self.model.stop_training = True
 
     def _plan(self, epochs: int) -> None:
+        if epochs != self.planned_epochs and self.epochs and epochs < self.epochs:
+            # Keras' progress lines count to --epochs: say where the run will end instead
+            print(f"time budget: {epochs} of {self.epochs} epochs fit", flush=True)
         self.planned_epochs = epochs
         if self.schedule is not None and self.steps:
             self.schedule.set_total_steps(epochs * self.steps)
