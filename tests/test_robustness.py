@@ -106,10 +106,15 @@ def test_a_trained_run_records_the_robustness_table(trained_run):
     check_table(metrics)
 
 
-def test_evaluate_repeats_the_runs_table_and_its_calibration(trained_run):
+def test_evaluate_repeats_the_runs_table_and_its_calibration(trained_run, tmp_path):
+    import shutil
+
     from portrait_core.training.train import evaluate_run
 
-    again = evaluate_run(trained_run.id, runs=trained_run.path.parent)
+    # on a copy: evaluate rewrites the run's metrics.json, which the session's other files
+    # (test_faithfulness.py) read as training left it, in whatever order xdist runs them
+    shutil.copytree(trained_run.path, tmp_path / trained_run.id)
+    again = evaluate_run(trained_run.id, runs=tmp_path)
     check_table(again)
     recorded = trained_run.metrics
     for name, entry in again["robustness"]["degradations"].items():

@@ -188,10 +188,15 @@ def test_sigterm_before_training_starts_cancels_the_run(synthetic_small, tmp_pat
 def test_evaluate_command_on_the_runs_split_and_on_another_data_set(
     trained_run, synthetic_small, tmp_path, capsys
 ):
+    import shutil
+
     from portrait_core.cli import main
     from portrait_core.synth import generate
 
-    runs = str(trained_run.path.parent)
+    # on a copy: evaluate rewrites the run's metrics.json, which other test files read as
+    # training left it (test_faithfulness.py), in whatever order xdist runs them
+    shutil.copytree(trained_run.path, tmp_path / "runs" / trained_run.id)
+    runs = str(tmp_path / "runs")
     assert main(["evaluate", trained_run.id, "--out", runs]) == 0
     own = json.loads(capsys.readouterr().out)
     assert own["split"] == "test"
