@@ -92,9 +92,10 @@ def test_photo_augmentation_keeps_shape_and_range_and_changes_pictures():
 def test_photo_augmentation_fills_no_black_corners():
     """Rotations, shifts and zooming out fill the corners by reflection: a face chip grows no
     black wedges that real test pictures never have (on utkface-dev: gender 0.889 against 0.860
-    for black corners run beside it, README "Real faces"). A uniform grey picture stays uniform
-    (blur included: its borders are mirrored too); the study's augmentation, which fills with
-    black as the study's ImageDataGenerator setting did, shows what the check catches."""
+    for black corners run beside it, README "Real faces"). A uniform grey picture stays uniform;
+    the study's augmentation, which fills with black as the study's ImageDataGenerator setting
+    did, shows what the check catches. (Whether this batch is blurred is up to the seed: the
+    blur's mirrored borders are checked below, against SciPy.)"""
     import tensorflow as tf
 
     from portrait_core.pipeline import augmenter
