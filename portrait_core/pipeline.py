@@ -45,7 +45,8 @@ PHOTO = {
     "saturation": (0.3, 0.7),  # Keras' scale: 0.5 keeps the colours
     "blur_share": 0.25,  # of the batches: a Gaussian blur,
     "blur_sigma": (0.001, 0.02),  # of this standard deviation, in picture widths (2.6 px at 128)
-    "low_resolution_share": 0.3,  # of the batches: down-scaled 1.5-4x, then back up
+    "low_resolution_share": 0.3,  # of the batches: down-scaled by a factor drawn from
+    "low_resolution_factor": (1.5, 4.0),  # this range, then blown up again
     "jpeg_share": 0.3,  # of the batches: each picture JPEG-compressed at quality 15-75
 }
 
@@ -141,7 +142,7 @@ def _photo_losses(seed: int):
 
     def lower_resolution(x):
         size = tf.shape(x)[1:3]
-        factor = tf.random.uniform([], 1.5, 4.0, seed=seed)
+        factor = tf.random.uniform([], *p["low_resolution_factor"], seed=seed)
         small = tf.maximum(tf.cast(tf.cast(size, tf.float32) / factor, tf.int32), 8)
         down = tf.image.resize(x, small, method="area")
         return tf.image.resize(down, size, method="bilinear")

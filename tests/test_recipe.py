@@ -130,6 +130,30 @@ def test_photo_blur_is_a_gaussian_with_mirrored_borders():
     assert np.abs(ours - picture).mean() > 5  # it did blur
 
 
+def test_photo_lower_resolution_reaches_the_robustness_check_x4(monkeypatch):
+    """The lower-resolution loss draws its factor from PHOTO's range, which must reach the x4
+    shrink the robustness evaluation applies; forced to x4 on every batch (no blur, no JPEG),
+    a 64 px picture is shrunk to 16 px by averaging and blown up again, bilinear."""
+    import tensorflow as tf
+
+    from portrait_core import pipeline
+    from portrait_core.robustness import DOWNSCALE
+
+    low, high = pipeline.PHOTO["low_resolution_factor"]
+    assert low > 1 and high >= DOWNSCALE
+    only_x4 = {"low_resolution_share": 1.0, "blur_share": 0.0, "jpeg_share": 0.0}
+    only_x4["low_resolution_factor"] = (DOWNSCALE, DOWNSCALE)
+    monkeypatch.setattr(pipeline, "PHOTO", {**pipeline.PHOTO, **only_x4})
+    batch = tf.constant(np.random.default_rng(2).uniform(0, 255, (4, 64, 64, 3)), tf.float32)
+    out = pipeline._photo_losses(seed=5)(batch).numpy()
+    small = tf.image.resize(batch, (16, 16), method="area")
+    expected = tf.image.resize(small, (64, 64), method="bilinear").numpy()
+    assert out.shape == batch.shape
+    np.testing.assert_allclose(out, expected, atol=1e-3)
+    # the detail is gone: random pixels average out at 16 px (noise sd 74 -> under a third)
+    assert out.std(axis=(1, 2)).max() < 0.35 * batch.numpy().std(axis=(1, 2)).min()
+
+
 def test_a_run_with_the_recipe_trains_and_records_it(synthetic_small, tmp_path):
     from portrait_core.training.train import run_training
 
