@@ -154,6 +154,34 @@ def test_photo_lower_resolution_reaches_the_robustness_check_x4(monkeypatch):
     assert out.std(axis=(1, 2)).max() < 0.35 * batch.numpy().std(axis=(1, 2)).min()
 
 
+@pytest.mark.parametrize("loss", ["low_resolution", "jpeg", "blur"])
+def test_photo_losses_are_rolled_picture_by_picture(monkeypatch, loss):
+    """Each picture rolls its own losses: at a share of one half, a batch of 32 comes out mixed,
+    some pictures untouched to the bit and the others degraded, each the way its loss degrades
+    it alone (a whole batch degraded together hid from batch normalisation the shift its
+    running statistics meet at test time, README "Real faces")."""
+    import tensorflow as tf
+
+    from portrait_core import pipeline
+
+    shares = {"low_resolution_share": 0.0, "blur_share": 0.0, "jpeg_share": 0.0}
+    shares[f"{loss}_share"] = 0.5
+    shares["low_resolution_factor"] = (4.0, 4.0)
+    monkeypatch.setattr(pipeline, "PHOTO", {**pipeline.PHOTO, **shares})
+    batch = np.random.default_rng(4).uniform(0, 255, (32, 32, 32, 3)).astype(np.float32)
+    out = pipeline._photo_losses(seed=11)(tf.constant(batch)).numpy()
+    assert out.shape == batch.shape and out.dtype == np.float32
+    untouched = np.all(out == batch, axis=(1, 2, 3))
+    assert 4 <= untouched.sum() <= 28, untouched  # P(outside) < 1e-4 for fair coins
+    changed = out[~untouched]
+    # degraded pictures lose detail: random pixels are smoothed (all three losses do that)
+    assert np.abs(changed - batch[~untouched]).mean(axis=(1, 2, 3)).min() > 5
+    if loss == "low_resolution":
+        small = tf.image.resize(batch[~untouched], (8, 8), method="area")
+        expected = tf.image.resize(small, (32, 32), method="bilinear").numpy()
+        np.testing.assert_allclose(changed, expected, atol=1e-3)
+
+
 def test_a_run_with_the_recipe_trains_and_records_it(synthetic_small, tmp_path):
     from portrait_core.training.train import run_training
 
