@@ -1,6 +1,10 @@
 """Model arithmetic on an accelerator: training images/s and forward latency per architecture.
 
     KERAS_BACKEND=jax python bench/gpu.py --out bench/results_gpu.json
+    KERAS_BACKEND=jax python bench/gpu.py --archs small_resnet --plan 64x32,64x256 \
+        --predict-size 64 --merge                     # add a model to the file's figures
+    python bench/gpu.py --archs small_resnet --plan 64x32 --predict-size 64 --cpu-reference
+                                                      # the same measure on this CPU, beside it
 
 The full suite (`bench/run.py`) needs TensorFlow: its input pipeline is tf.data, the Predictor
 and Grad-CAM are tf.functions and tf-keras-vis is TensorFlow-only. Where TensorFlow cannot be
@@ -132,17 +136,40 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, default=20, help="steps per timed epoch")
     ap.add_argument("--epochs", type=int, default=3, help="timed epochs per setting")
     ap.add_argument("--quick", action="store_true", help="tiny sizes, to check the script runs")
+    ap.add_argument("--plan", help="SIZExBATCH,... to train at (default: the CPU suite's two)")
+    ap.add_argument("--predict-size", type=int, default=128)
+    ap.add_argument(
+        "--merge", action="store_true", help="add to the figures already in --out, not replace"
+    )
+    ap.add_argument(
+        "--cpu-reference",
+        action="store_true",
+        help="measure here, as the CPU column beside the GPU figures in --out (cpu_train)",
+    )
     args = ap.parse_args(argv)
     plan = ((32, 8),) if args.quick else TRAIN_PLAN
-    results = {
+    if args.plan:
+        try:
+            plan = tuple(tuple(int(v) for v in item.split("x")) for item in args.plan.split(","))
+        except ValueError:
+            print(f"--plan must read like 64x32,64x256, not {args.plan!r}", file=sys.stderr)
+            return 2
+    earlier = json.loads(args.out.read_text()) if args.out.exists() else {}
+    if args.cpu_reference:
+        return cpu_reference(args, plan, earlier)
+    this_run = {
+        "archs": args.archs,
         "backend": keras.backend.backend(),
         "keras": keras.__version__,
         "device": device_name(),
         "cpu_count": os.cpu_count(),
         "started": time.strftime("%Y-%m-%d %H:%M"),
-        "train": {},
-        "predict": {},
     }
+    if args.merge and earlier:
+        results = earlier
+        results.setdefault("added", []).append(this_run)
+    else:
+        results = {**this_run, "train": {}, "predict": {}}
 
     def save():
         args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -157,13 +184,27 @@ def main(argv=None) -> int:
             results["train"][f"{name}@{size}/b{batch}"] = r
             print("train", name, size, batch, f"{r['img_s']:.1f} img/s", flush=True)
             save()
-        size = 32 if args.quick else 128
+        size = 32 if args.quick else args.predict_size
         r = predict_latency(name, size)
         results["predict"][f"{name}@{size}"] = r
         print("predict", name, size, f"{r['one_ms']:.2f} ms", flush=True)
         save()
-    results["finished"] = time.strftime("%Y-%m-%d %H:%M")
+    (this_run if args.merge and earlier else results)["finished"] = time.strftime("%Y-%m-%d %H:%M")
     save()
+    return 0
+
+
+def cpu_reference(args, plan, results: dict) -> int:
+    """The same training measure on this machine's CPU, saved beside the GPU figures."""
+    reference = results.setdefault("cpu_train", {})
+    for name in args.archs.split(","):
+        for size, batch in plan:
+            r = train_rate(name, size, batch, args.steps, args.epochs)
+            r.update(backend=keras.backend.backend(), cpu_count=os.cpu_count())
+            r["measured"] = time.strftime("%Y-%m-%d %H:%M")
+            reference[f"{name}@{size}/b{batch}"] = r
+            print("cpu train", name, size, batch, f"{r['img_s']:.1f} img/s", flush=True)
+    args.out.write_text(json.dumps(results, indent=2))
     return 0
 
 

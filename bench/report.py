@@ -50,6 +50,9 @@ def gpu_markdown(gpu: dict, cpu_train: dict | None) -> list[str]:
         cpu = (cpu_train or {}).get(f"{name}@{size}", {})
         cpu_batch = 32 if size == "128" else 16
         cpu_rate = _rate(cpu) if int(batch) == cpu_batch else None
+        same_script = gpu.get("cpu_train", {}).get(key)  # bench/gpu.py --cpu-reference
+        if same_script:
+            cpu_rate = same_script["img_s"]
         ratio = r["img_s"] / cpu_rate if cpu_rate else None
         lines.append(
             f"| {name} | {size} px / {batch} | {_f(r['img_s'])} | {_f(r.get('first_epoch_s'))} | "
@@ -65,6 +68,21 @@ def gpu_markdown(gpu: dict, cpu_train: dict | None) -> list[str]:
     ]
     for key, r in gpu.get("predict", {}).items():
         lines.append(f"| {key} | {_f(r['one_ms'], 2)} | {_f(r['batch64_img_s'], 0)} |")
+    for run in gpu.get("added", []):
+        lines += [
+            "",
+            f"Added {run.get('started')} on {run.get('device')}, Keras {run.get('keras')} on "
+            f"{run.get('backend')}: {run.get('archs')} (`bench/gpu.py --merge`).",
+        ]
+    if gpu.get("cpu_train"):
+        measured = sorted({r.get("measured", "?") for r in gpu["cpu_train"].values()})
+        cores = sorted({str(r.get("cpu_count", "?")) for r in gpu["cpu_train"].values()})
+        lines += [
+            "",
+            f"CPU column for {', '.join(gpu['cpu_train'])}: the same script on this project's CPU "
+            f"machine ({'/'.join(cores)} cores, TensorFlow backend, {', '.join(measured)}; "
+            "`bench/gpu.py --cpu-reference`), so that ratio compares like with like.",
+        ]
     return lines
 
 
