@@ -37,9 +37,18 @@ data: $(DATA_MARK)
 app: $(VENV)/.installed $(DATA_MARK)
 	$(BIN)/streamlit run app.py
 
+# The browser tests drive Debian's Chromium (Playwright cannot download its own browser here);
+# installed once, by apt, as root or through sudo. PORTRAIT_LAB_CHROMIUM names another browser.
+CHROMIUM ?= $(or $(PORTRAIT_LAB_CHROMIUM),/usr/bin/chromium)
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+$(CHROMIUM):
+	@echo "installing Debian's chromium for the browser tests"
+	$(SUDO) apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium fonts-noto-cjk >/dev/null
+
 # Two test processes side by side (pytest-xdist), each test file's tests in one of them; the
 # 20 slowest tests are listed at the end.
-test: $(VENV)/.dev-installed
+test: $(VENV)/.dev-installed $(CHROMIUM)
 	$(BIN)/python -m pytest -n 2 --dist loadfile --durations=20
 
 lint: $(VENV)/.dev-installed
