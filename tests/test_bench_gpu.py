@@ -35,3 +35,36 @@ def test_gpu_section_sets_each_rate_beside_the_cpu_one():
     assert "| cnn_custom | 224 px / 128 | 50.0 | 3.0 | n/a | n/a |" in text
     assert "| cnn_custom@128 | 2.50 | 1,000 |" in text
     assert "gpu:Test" in report.markdown({}, g)
+
+
+def test_merge_adds_a_model_and_cpu_reference_fills_the_cpu_column(tmp_path, capsys):
+    """--merge keeps the figures already in the file and records the run that added some;
+    --cpu-reference measures the same on this machine, and the report takes it as the CPU
+    column for that setting; a malformed --plan is one line on stderr and exit status 2."""
+    out = tmp_path / "gpu.json"
+    first = ["--quick", "--archs", "cnn_custom", "--steps", "1", "--epochs", "1", "--out", str(out)]
+    assert gpu.main(first) == 0
+    merge = ["--archs", "mlp_custom", "--plan", "40x4", "--predict-size", "40", "--steps", "1"]
+    assert gpu.main([*merge, "--epochs", "1", "--merge", "--out", str(out)]) == 0
+    r = json.loads(out.read_text())
+    assert set(r["train"]) == {"cnn_custom@32/b8", "mlp_custom@40/b4"}
+    assert set(r["predict"]) == {"cnn_custom@32", "mlp_custom@40"}
+    (added,) = r["added"]
+    assert added["archs"] == "mlp_custom" and added["finished"] >= added["started"]
+
+    reference = ["--archs", "mlp_custom", "--plan", "40x4", "--steps", "1", "--epochs", "1"]
+    assert gpu.main([*reference, "--cpu-reference", "--out", str(out)]) == 0
+    r = json.loads(out.read_text())
+    cpu_rate = r["cpu_train"]["mlp_custom@40/b4"]["img_s"]
+    assert cpu_rate > 0 and set(r["train"]) == {"cnn_custom@32/b8", "mlp_custom@40/b4"}
+    text = "\n".join(report.gpu_markdown(r, {}))
+    gpu_rate = r["train"]["mlp_custom@40/b4"]["img_s"]
+    row = next(line for line in text.splitlines() if line.startswith("| mlp_custom | 40 px / 4 |"))
+    assert f"| {report._f(cpu_rate)} | {report._f(gpu_rate / cpu_rate, 0)}x |" in row
+    assert "| cnn_custom | 32 px / 8 |" in text and "n/a | n/a |" in text
+    assert "Added " in text and "mlp_custom (`bench/gpu.py --merge`)" in text
+
+    capsys.readouterr()
+    assert gpu.main(["--plan", "64by32", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--plan must read like 64x32" in err[0]
