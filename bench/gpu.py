@@ -169,11 +169,11 @@ def main(argv=None) -> int:
         results = earlier
         results.setdefault("added", []).append(this_run)
     else:
-        results = {**this_run, "train": {}, "predict": {}}
+        results = this_run
+        results.update(train={}, predict={})
 
     def save():
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(results, indent=2))
+        _save(args.out, results)
 
     print("backend", results["backend"], "device", results["device"], flush=True)
     for name in args.archs.split(","):
@@ -189,9 +189,14 @@ def main(argv=None) -> int:
         results["predict"][f"{name}@{size}"] = r
         print("predict", name, size, f"{r['one_ms']:.2f} ms", flush=True)
         save()
-    (this_run if args.merge and earlier else results)["finished"] = time.strftime("%Y-%m-%d %H:%M")
+    this_run["finished"] = time.strftime("%Y-%m-%d %H:%M")
     save()
     return 0
+
+
+def _save(path: Path, results: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2))
 
 
 def cpu_reference(args, plan, results: dict) -> int:
@@ -204,7 +209,7 @@ def cpu_reference(args, plan, results: dict) -> int:
             r["measured"] = time.strftime("%Y-%m-%d %H:%M")
             reference[f"{name}@{size}/b{batch}"] = r
             print("cpu train", name, size, batch, f"{r['img_s']:.1f} img/s", flush=True)
-    args.out.write_text(json.dumps(results, indent=2))
+    _save(args.out, results)
     return 0
 
 

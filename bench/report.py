@@ -75,12 +75,14 @@ def gpu_markdown(gpu: dict, cpu_train: dict | None) -> list[str]:
             f"{run.get('backend')}: {run.get('archs')} (`bench/gpu.py --merge`).",
         ]
     if gpu.get("cpu_train"):
-        measured = sorted({r.get("measured", "?") for r in gpu["cpu_train"].values()})
-        cores = sorted({str(r.get("cpu_count", "?")) for r in gpu["cpu_train"].values()})
+
+        def seen(field: str) -> str:
+            return "/".join(sorted({str(r.get(field, "?")) for r in gpu["cpu_train"].values()}))
+
         lines += [
             "",
             f"CPU column for {', '.join(gpu['cpu_train'])}: the same script on this project's CPU "
-            f"machine ({'/'.join(cores)} cores, TensorFlow backend, {', '.join(measured)}; "
+            f"machine ({seen('cpu_count')} cores, Keras on {seen('backend')}, {seen('measured')}; "
             "`bench/gpu.py --cpu-reference`), so that ratio compares like with like.",
         ]
     return lines

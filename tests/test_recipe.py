@@ -167,6 +167,7 @@ def test_photo_losses_are_rolled_picture_by_picture(monkeypatch, loss):
     shares = {"low_resolution_share": 0.0, "blur_share": 0.0, "jpeg_share": 0.0}
     shares[f"{loss}_share"] = 0.5
     shares["low_resolution_factor"] = (4.0, 4.0)
+    shares["blur_sigma"] = (0.02, 0.02)  # the strongest: a drawn sigma of 0.03 px changes little
     monkeypatch.setattr(pipeline, "PHOTO", {**pipeline.PHOTO, **shares})
     batch = np.random.default_rng(4).uniform(0, 255, (32, 32, 32, 3)).astype(np.float32)
     out = pipeline._photo_losses(seed=11)(tf.constant(batch)).numpy()
