@@ -148,6 +148,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             schedule=args.schedule,
             warmup_epochs=args.warmup_epochs,
             label_smoothing=args.label_smoothing,
+            ordinal_spread=args.ordinal_spread,
             class_weights=False if args.no_class_weights else None,
             distribute=args.distribute,
             faces=True if args.faces else None,
@@ -440,6 +441,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--schedule", choices=SCHEDULES, help="plateau (the study) or cosine")
     p.add_argument("--warmup-epochs", type=int, help="cosine: epochs of linear warm-up")
     p.add_argument("--label-smoothing", type=float, help="e.g. 0.1")
+    p.add_argument(
+        "--ordinal-spread",
+        type=float,
+        help="age bands: soft targets over neighbouring bands, a Gaussian this wide in bands "
+        "(e.g. 0.5); 0 = the label alone",
+    )
     p.add_argument(
         "--augmentation", choices=AUGMENTATIONS, help="study, or photo (crops, colour, blur, JPEG)"
     )

@@ -17,6 +17,7 @@ class Attribute:
     key: str  # head name in every model, column name in every table
     title: str  # what the app shows
     classes: tuple[str, ...]  # index order = softmax order
+    ordinal: bool = False  # classes in a natural order (age bands): neighbours are near misses
 
     @property
     def n_classes(self) -> int:
@@ -30,7 +31,7 @@ ATTRIBUTES: dict[str, Attribute] = {
     a.key: a
     for a in (
         Attribute("gender", "Gender", ("male", "female")),
-        Attribute("age", "Age band", ("20s", "30s", "40s", "50s", "60+")),
+        Attribute("age", "Age band", ("20s", "30s", "40s", "50s", "60+"), ordinal=True),
         Attribute(
             "face_shape",
             "Face shape",

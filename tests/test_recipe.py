@@ -27,6 +27,7 @@ def test_the_recipe_is_small_resnets_default_preset(synthetic_small):
         ("schedule", "step", "schedule must be one of plateau, cosine"),
         ("augmentation", "heavy", "augmentation must be one of study, photo"),
         ("label_smoothing", 1.0, "label_smoothing must be in"),
+        ("ordinal_spread", -0.5, "ordinal_spread must be in"),
         ("weight_decay", -0.1, "weight_decay must be in"),
         ("warmup_epochs", -1, "warmup_epochs must be 0 or more"),
     ],
@@ -53,6 +54,37 @@ def test_label_smoothing_spreads_the_target_and_ignores_missing_labels():
     # saved with the model: the setting survives get_config / from_config
     again = MaskedSparseCrossentropy.from_config(MaskedSparseCrossentropy(0.1).get_config())
     assert again.label_smoothing == pytest.approx(0.1)
+
+
+def test_ordinal_targets_make_a_neighbouring_band_a_near_miss():
+    import keras
+
+    from portrait_core.training.metrics import (
+        MaskedSparseCrossentropy,
+        losses_and_metrics,
+        ordinal_targets,
+    )
+
+    soft = keras.ops.convert_to_numpy(ordinal_targets(np.array([2, 0]), 5, 0.5))
+    np.testing.assert_allclose(soft.sum(axis=1), 1.0, rtol=1e-6)
+    assert soft[0].argmax() == 2 and soft[0, 1] == pytest.approx(soft[0, 3])  # symmetric
+    assert soft[0, 1] > 0.05 and soft[0, 0] < 0.01  # a neighbour, not two bands away
+    loss = MaskedSparseCrossentropy(ordinal_spread=0.5, reduction=None)
+    label = np.array([2, 2, -1])
+    near = np.array([[0.0, 0.1, 0.8, 0.1, 0.0]] * 3, np.float32) + 1e-4
+    # the same mass off the label, on the neighbours or two bands away
+    far = np.array([[0.1, 0.0, 0.8, 0.0, 0.1]] * 3, np.float32) + 1e-4
+    near_loss, far_loss = (keras.ops.convert_to_numpy(loss(label, p)) for p in (near, far))
+    assert near_loss[0] < far_loss[0] - 1.0 and near_loss[2] == far_loss[2] == 0.0
+    plain = MaskedSparseCrossentropy(reduction=None)  # hard targets cannot tell them apart
+    assert keras.ops.convert_to_numpy(plain(label, near))[0] == pytest.approx(
+        keras.ops.convert_to_numpy(plain(label, far))[0]
+    )
+    # only ordered attributes get it, and it survives get_config / from_config
+    losses, _ = losses_and_metrics(("gender", "age"), 0.1, 0.5)
+    assert (losses["gender"].ordinal_spread, losses["age"].ordinal_spread) == (0.0, 0.5)
+    again = MaskedSparseCrossentropy.from_config(losses["age"].get_config())
+    assert again.ordinal_spread == pytest.approx(0.5)
 
 
 def test_cosine_schedule_warms_up_then_falls_to_zero():

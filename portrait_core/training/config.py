@@ -42,6 +42,9 @@ class TrainConfig:
     schedule: str = "plateau"
     warmup_epochs: int = 0  # at most epochs - 1 are used: a run of 2 epochs warms up for 1
     label_smoothing: float = 0.0  # share of each target spread over the other classes
+    # ordered attributes (age bands) only: soft targets over the neighbouring classes, a
+    # Gaussian of this width in classes (SORD; metrics.ordinal_targets); 0 = the label alone
+    ordinal_spread: float = 0.0
     early_stop_patience: int = 3  # epochs without val_loss improvement (the study: 3)
     lr_patience: int = 1  # ReduceLROnPlateau patience (the study: 1)
     lr_factor: float = 0.2  # ReduceLROnPlateau factor (the study: 0.2)
@@ -93,6 +96,10 @@ class TrainConfig:
                 )
         if not (0 <= self.label_smoothing < 1):
             raise ValueError(f"label_smoothing must be in [0, 1), not {self.label_smoothing!r}")
+        if isinstance(self.ordinal_spread, bool) or not (
+            isinstance(self.ordinal_spread, (int, float)) and 0 <= self.ordinal_spread <= 5
+        ):
+            raise ValueError(f"ordinal_spread must be in [0, 5], not {self.ordinal_spread!r}")
         if not (0 <= self.weight_decay < 1):
             raise ValueError(f"weight_decay must be in [0, 1), not {self.weight_decay!r}")
         if self.max_minutes is not None and not (
@@ -166,6 +173,7 @@ _TYPES = {
     "schedule": str,
     "warmup_epochs": int,
     "label_smoothing": (float, int),
+    "ordinal_spread": (float, int),
     "early_stop_patience": int,
     "lr_patience": int,
     "lr_factor": (float, int),

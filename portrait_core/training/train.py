@@ -287,7 +287,9 @@ def _train(config: TrainConfig, run: Run, resume: bool = False):
     )
     write_json_atomic(run.path / "config.json", described)
 
-    losses, metrics = losses_and_metrics(config.attributes, config.label_smoothing)
+    losses, metrics = losses_and_metrics(
+        config.attributes, config.label_smoothing, config.ordinal_spread
+    )
     steps = pipeline.steps_per_epoch()
     if config.max_steps_per_epoch:
         steps = min(steps, config.max_steps_per_epoch)
