@@ -46,6 +46,7 @@ FIELD_KEYS = {
     "seed": "train_seed",
     "augment": "train_augment",
     "class_weights": "train_class_weights",
+    "ordinal_spread": "train_ordinal_spread",
     "weights": "train_weights",
     "unfreeze": "train_unfreeze",
 }
@@ -233,6 +234,18 @@ def settings_form() -> dict:
             "schedule ends at the last epoch that fits rather than at Epochs (set Epochs "
             "high). 0 = no budget.",
         )
+        ordinal_spread = st.number_input(
+            "Age bands as ordered classes (spread, in bands)",
+            min_value=0.0,
+            max_value=5.0,
+            step=0.1,
+            key="train_ordinal_spread",
+            persist_state=KEEP,
+            help="Teaches the age bands as ordered: calling a 29-year-old 30s costs less than "
+            "calling them 60+ (soft targets over the neighbouring bands). 0.6 raised age "
+            "balanced accuracy on real faces by about 0.02, but made the model less robust to "
+            "blurry, down-scaled photos (README, Real faces). 0 = the band alone.",
+        )
         faces = st.toggle(
             "Find faces first",
             key="train_faces",
@@ -257,6 +270,7 @@ def settings_form() -> dict:
         "seed": int(seed),
         "augment": bool(augment),
         "class_weights": bool(class_weights),
+        "ordinal_spread": float(ordinal_spread),
         "faces": bool(faces),
         "max_steps_per_epoch": int(max_steps) or None,
         "max_minutes": float(minutes) or None,

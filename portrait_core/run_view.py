@@ -58,6 +58,7 @@ FORM_FIELDS = (
     "seed",
     "augment",
     "class_weights",
+    "ordinal_spread",
 )
 
 

@@ -187,6 +187,8 @@ def test_the_form_becomes_the_runs_config(runs_dir, tiny_data, monkeypatch):
     at.number_input(key="train_seed").set_value(3)
     at.number_input(key="train_max_steps").set_value(5)
     at.number_input(key="train_max_minutes").set_value(12.5)
+    assert at.number_input(key="train_ordinal_spread").value == 0.0  # resnet50's preset
+    at.number_input(key="train_ordinal_spread").set_value(0.6)
     at.toggle(key="train_augment").set_value(False)
     at.toggle(key="train_faces").set_value(True)
     at.button(key="start").click().run()
@@ -197,6 +199,7 @@ def test_the_form_becomes_the_runs_config(runs_dir, tiny_data, monkeypatch):
     assert config.options == {"weights": "none", "unfreeze": 20, "pooling": "gap"}
     assert config.balance == "hairstyle:100" and config.seed == 3 and not config.augment
     assert config.max_steps_per_epoch == 5 and config.faces and config.max_minutes == 12.5
+    assert config.ordinal_spread == pytest.approx(0.6)
     assert config.data == str(tiny_data) and config.out == str(runs_dir)
     (run,) = RunStore(runs_dir).list()
     assert at.selectbox(key="run_select").value == run.id  # shown at once
