@@ -445,7 +445,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--ordinal-spread",
         type=float,
         help="age bands: soft targets over neighbouring bands, a Gaussian this wide in bands "
-        "(e.g. 0.5); 0 = the label alone",
+        "(e.g. 0.6, as measured in README Real faces); 0 = the label alone",
     )
     p.add_argument(
         "--augmentation", choices=AUGMENTATIONS, help="study, or photo (crops, colour, blur, JPEG)"
