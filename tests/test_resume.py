@@ -1,4 +1,4 @@
-"""A killed run resumes (`train --resume RUN`): SIGKILL in the middle of epoch 3 of 4, then
+"""A killed run resumes (`train --resume RUN`): SIGKILL in the middle of epoch 3 of 6, then
 resumed from the backup of epoch 2 (Keras' BackupAndRestore, plus the callbacks' state)."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from portrait_core.paths import PROJECT
 from portrait_core.training.callbacks import BestModelSaver, ResumeState, TimeBudget
 from portrait_core.training.runs import RunStore
 
-EPOCHS = 4
+EPOCHS = 6  # four epochs left the training loss within noise of its start (CI: a gain of 0.099)
 
 
 def train_args(data: Path, out: Path) -> list[str]:
@@ -96,8 +96,8 @@ def test_the_result_equals_an_unstopped_run_within_noise(runs):
     assert b[2]["loss"] < b[0]["loss"] - 0.5 * (b[0]["loss"] - b[1]["loss"])
     # two runs never stopped differ too (measured here: validation losses 0.08 apart after
     # two epochs, on 24 validation pictures); the training loss, over every batch, is steadier:
-    # the resumed run ends within 0.6 of what the whole run gained over its epochs (measured:
-    # 0.01 and 0.12 apart, for gains of 0.30)
+    # the resumed run ends within 0.6 of what the whole run gained over its epochs (measured,
+    # three unstopped six-epoch runs: gains of 0.40 to 0.46, final losses up to 0.06 apart)
     progress = a[0]["loss"] - a[-1]["loss"]
     assert progress > 0.1
     assert abs(a[-1]["loss"] - b[-1]["loss"]) < 0.6 * progress
