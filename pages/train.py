@@ -47,6 +47,7 @@ FIELD_KEYS = {
     "augment": "train_augment",
     "class_weights": "train_class_weights",
     "ordinal_spread": "train_ordinal_spread",
+    "age_spread": "train_age_spread",
     "weights": "train_weights",
     "unfreeze": "train_unfreeze",
 }
@@ -246,6 +247,18 @@ def settings_form() -> dict:
             "balanced accuracy on real faces by about 0.02, but made the model less robust to "
             "blurry, down-scaled photos (README, Real faces). 0 = the band alone.",
         )
+        age_spread = st.number_input(
+            "Age bands from exact ages (spread, in years)",
+            min_value=0.0,
+            max_value=20.0,
+            step=0.5,
+            key="train_age_spread",
+            persist_state=KEEP,
+            help="Where the data gives each person's age in years (UTKFace, AI Hub, a "
+            "manifest's numbers), a 29-year-old is taught as partly 30s and a 25-year-old as "
+            "20s: a Gaussian this many years wide, spread over the bands it overlaps (README, "
+            "Real faces). Use this or the spread above, not both. 0 = the band alone.",
+        )
         faces = st.toggle(
             "Find faces first",
             key="train_faces",
@@ -271,6 +284,7 @@ def settings_form() -> dict:
         "augment": bool(augment),
         "class_weights": bool(class_weights),
         "ordinal_spread": float(ordinal_spread),
+        "age_spread": float(age_spread),
         "faces": bool(faces),
         "max_steps_per_epoch": int(max_steps) or None,
         "max_minutes": float(minutes) or None,

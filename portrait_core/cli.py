@@ -149,6 +149,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             warmup_epochs=args.warmup_epochs,
             label_smoothing=args.label_smoothing,
             ordinal_spread=args.ordinal_spread,
+            age_spread=args.age_spread,
             class_weights=False if args.no_class_weights else None,
             distribute=args.distribute,
             faces=True if args.faces else None,
@@ -446,6 +447,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         help="age bands: soft targets over neighbouring bands, a Gaussian this wide in bands "
         "(e.g. 0.6, as measured in README Real faces); 0 = the label alone",
+    )
+    p.add_argument(
+        "--age-spread",
+        type=float,
+        metavar="YEARS",
+        help="age bands: soft targets from exact ages where the data has them, a Gaussian this "
+        "many years wide over the bands it overlaps (e.g. 3); 0 = the band alone",
     )
     p.add_argument(
         "--augmentation", choices=AUGMENTATIONS, help="study, or photo (crops, colour, blur, JPEG)"

@@ -19,7 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 from portrait_core.images import load_letterboxed
-from portrait_core.schema import ATTRIBUTES
+from portrait_core.schema import ATTRIBUTES, age_position
 
 AUTOTUNE = tf.data.AUTOTUNE
 
@@ -67,6 +67,9 @@ class SplitData:
 
     paths: np.ndarray
     codes: dict[str, np.ndarray]
+    # Ordered attributes' labels as positions between their classes, for soft targets from
+    # exact ages (schema.age_position; -1 = missing). Where absent: the middle of the class.
+    positions: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -83,13 +86,19 @@ def class_weights(codes: np.ndarray, n_classes: int) -> np.ndarray:
 
 
 def targets(
-    data: SplitData, weights: dict[str, np.ndarray] | None
+    data: SplitData, weights: dict[str, np.ndarray] | None, positions: bool = False
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """Labels (-1 = missing, ignored by the loss) and per-head sample weights (0 where missing)."""
+    """Labels (-1 = missing, ignored by the loss) and per-head sample weights (0 where missing).
+
+    positions: ordered attributes' labels as float positions between the classes (SplitData's
+    positions, else each class's middle), for MaskedSparseCrossentropy(position_spread)."""
     y, w = {}, {}
     for attr, codes in data.codes.items():
         present = codes >= 0
         y[attr] = codes.astype(np.int32)
+        if positions and ATTRIBUTES[attr].ordinal:
+            middle = np.where(present, codes + 0.5, -1.0)
+            y[attr] = data.positions.get(attr, middle).astype(np.float32)
         per_class = weights[attr] if weights else np.ones(ATTRIBUTES[attr].n_classes, np.float32)
         w[attr] = np.where(present, per_class[np.maximum(codes, 0)], 0.0).astype(np.float32)
     return y, w
@@ -247,9 +256,25 @@ def split_data(table, splits, attributes) -> dict[str, SplitData]:
     for name in ("train", "val", "test"):
         rows = table[(splits == name).to_numpy()]
         parts[name] = SplitData(
-            paths=rows["path"].to_numpy(), codes={a: label_codes(rows, a) for a in attributes}
+            paths=rows["path"].to_numpy(),
+            codes={a: label_codes(rows, a) for a in attributes},
+            positions={"age": age_positions(rows)} if "age" in attributes else {},
         )
     return parts
+
+
+def age_positions(rows) -> np.ndarray:
+    """Each row's place among the age bands (schema.age_position) where its exact age is
+    known, its band's middle where only the band is, -1 where neither (float32)."""
+    from portrait_core.data.table import AGE_YEARS, label_codes
+
+    codes = label_codes(rows, "age")
+    positions = np.where(codes >= 0, codes + 0.5, -1.0)
+    if AGE_YEARS in rows:
+        years = rows[AGE_YEARS].to_numpy(dtype=np.float64)
+        for i in np.flatnonzero((codes >= 0) & ~np.isnan(years)):
+            positions[i] = age_position(years[i])
+    return positions.astype(np.float32)
 
 
 @dataclass
@@ -266,6 +291,7 @@ class InputPipeline:
     augmentation: str = "study"  # "study" or "photo" (augmenter)
     balance: tuple[str, int] | None = None  # (attribute, target count per class) to oversample
     weight_classes: bool = True
+    positions: bool = False  # ordered attributes' labels as positions (targets())
     cache_dir: Path | None = None  # where file caches go; a temp folder when None
     # Whole training batches only (a distribution strategy splits each batch between replicas,
     # and TensorFlow's MirroredStrategy failed here on a last batch split unevenly, 22 + 21)
@@ -310,7 +336,7 @@ class InputPipeline:
             return self._cached[key]
         data: SplitData = getattr(self, split)
         weights = self._class_weights() if split == "train" else None
-        y, w = targets(data, weights)
+        y, w = targets(data, weights, self.positions)
         idx = np.arange(len(data)) if subset is None else subset
         if split == "train":  # a random cache order, so a bounded shuffle buffer mixes well
             idx = np.random.default_rng(self.seed).permutation(idx)

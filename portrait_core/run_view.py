@@ -59,6 +59,7 @@ FORM_FIELDS = (
     "augment",
     "class_weights",
     "ordinal_spread",
+    "age_spread",
 )
 
 

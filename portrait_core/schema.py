@@ -86,6 +86,19 @@ def age_band(age: int | float) -> str:
     return ATTRIBUTES["age"].classes[min(decade - 2, 4)]
 
 
+AGE_BAND_YEARS = 10  # every age band but the open last one spans a decade
+
+
+def age_position(years: int | float) -> float:
+    """Where an age lies on the age bands' axis, in bands: the band's index plus how far into
+    the band the age is, a year counted from its middle. 29 -> 0.95 (the end of the 20s), 30 ->
+    1.05, 45 -> 2.55. The open last band keeps a decade's scale and stops short of the next
+    index (120 -> 4.99), so int(position) is always the band's index. Raises like age_band."""
+    band = ATTRIBUTES["age"].index(age_band(years))
+    position = (int(years) + 0.5 - MIN_AGE) / AGE_BAND_YEARS
+    return min(position, band + 0.99)
+
+
 def _lookup(table: dict[str, str], raw: object, what: str) -> str:
     if not isinstance(raw, str) or raw.strip() not in table:
         raise UnknownValue(f"unknown {what} {raw!r}")

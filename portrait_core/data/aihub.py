@@ -14,6 +14,7 @@ from pathlib import Path
 
 from portrait_core.data.table import (
     AGE_OUT_OF_RANGE,
+    AGE_YEARS,
     MALFORMED_JSON,
     MISSING_FIELD,
     NO_IMAGE,
@@ -134,12 +135,17 @@ def _type_of(description: dict | None, part: str) -> object:
     return node.get("type") if isinstance(node, dict) else None
 
 
-def _age(raw: object) -> str:
+def _years(raw: object) -> object:
+    """A string of digits as a float; anything else as it is (age_band judges it)."""
     if isinstance(raw, str) and raw.strip().isascii() and raw.strip().isdigit():
         # float, not int: int() refuses a string of over 4,300 digits (ValueError), while
         # float() reads it as inf, which age_band reports as out of range like any other
-        raw = float(raw.strip())
-    return age_band(raw)
+        return float(raw.strip())
+    return raw
+
+
+def _age(raw: object) -> str:
+    return age_band(_years(raw))
 
 
 def _raw_labels(doc: object) -> dict[str, object]:
@@ -228,6 +234,8 @@ def load(root: Path) -> Dataset:
             continue
         for key, reason in problems:
             report.blank(key, reason, shown(folder, json_name))
-        rows.append({"path": image_path, **labels})
+        # the exact age behind a band it gave (age_band accepted it: a number in range)
+        years = float(_years(raw["age"])) if labels["age"] is not None else None
+        rows.append({"path": image_path, **labels, AGE_YEARS: years})
     report.n_loaded = len(rows)
     return Dataset(root=root, table=make_table(rows), report=report)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from portrait_core.data.table import (
     AGE_OUT_OF_RANGE,
+    AGE_YEARS,
     BAD_ROW,
     MISSING_FIELD,
     NO_IMAGE,
@@ -189,6 +190,9 @@ def load(path: Path) -> Dataset:
             continue
         for key, reason in problems:
             report.blank(key, reason, where)
-        rows.append({"path": image_path, **labels})
+        row = {"path": image_path, **labels}
+        if labels.get("age") is not None and cells[column["age"]].strip().isdigit():
+            row[AGE_YEARS] = float(cells[column["age"]].strip())  # years, not a band's name
+        rows.append(row)
     report.n_loaded = len(rows)
     return Dataset(root=base, table=make_table(rows), report=report)

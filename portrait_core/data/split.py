@@ -28,7 +28,9 @@ CACHE_ROOT = CACHE
 
 def check_fractions(fractions: tuple[float, float, float]) -> tuple[float, float, float]:
     if len(fractions) != 3 or any(f <= 0 for f in fractions) or abs(sum(fractions) - 1) > 1e-6:
-        raise ValueError(f"split fractions must be three positive numbers summing to 1, got {fractions}")
+        raise ValueError(
+            f"split fractions must be three positive numbers summing to 1, got {fractions}"
+        )
     return tuple(float(f) for f in fractions)
 
 

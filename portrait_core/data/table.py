@@ -26,6 +26,8 @@ MISSING_FIELD = "missing field"
 UNKNOWN_VALUE = "unknown value"
 AGE_OUT_OF_RANGE = "age out of range"
 
+AGE_YEARS = "age_years"  # the table's column of exact ages (NaN: unknown), beside the age band
+
 EXAMPLES_PER_REASON = 5  # enough to find the bad files, short enough to show in the app
 
 
@@ -139,7 +141,9 @@ class Dataset:
 
 
 def make_table(rows: list[dict]) -> pd.DataFrame:
-    """Rows of {'path': str, attr: class name or None} -> the canonical typed table.
+    """Rows of {'path': str, attr: class name or None, optionally 'age_years': the exact age
+    behind the age band, where the source gives one} -> the canonical typed table. `age_years`
+    is NaN where unknown; soft age targets read it (`train --age-spread`).
 
     Rows are sorted by path so that the table (and so the split) does not depend on the order
     the file system listed them in.
@@ -153,6 +157,7 @@ def make_table(rows: list[dict]) -> pd.DataFrame:
                 )
                 for key in ATTRIBUTE_KEYS
             },
+            AGE_YEARS: pd.Series([r.get(AGE_YEARS) for r in rows], dtype="float64"),
         }
     )
     return frame.sort_values("path", kind="stable").reset_index(drop=True)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from portrait_core.data.table import (
     AGE_OUT_OF_RANGE,
+    AGE_YEARS,
     NO_LABEL,
     UNKNOWN_VALUE,
     UNREADABLE_IMAGE,
@@ -97,6 +98,13 @@ def load(root: Path) -> Dataset:
             continue
         for key, reason in problems:
             report.blank(key, reason, where)
-        rows.append({"path": image_path, "gender": gender, "age": age})
+        rows.append(
+            {
+                "path": image_path,
+                "gender": gender,
+                "age": age,
+                AGE_YEARS: float(years) if age else None,
+            }
+        )
     report.n_loaded = len(rows)
     return Dataset(root=root, table=make_table(rows), report=report)

@@ -45,6 +45,10 @@ class TrainConfig:
     # ordered attributes (age bands) only: soft targets over the neighbouring classes, a
     # Gaussian of this width in classes (SORD; metrics.ordinal_targets); 0 = the label alone
     ordinal_spread: float = 0.0
+    # age only: soft targets from each picture's exact age where the data gives one (UTKFace's
+    # names, AI Hub's records, a manifest's years), a Gaussian of this many years spread over
+    # the bands it overlaps (metrics.position_targets); 0 = the band alone
+    age_spread: float = 0.0
     early_stop_patience: int = 3  # epochs without val_loss improvement (the study: 3)
     lr_patience: int = 1  # ReduceLROnPlateau patience (the study: 1)
     lr_factor: float = 0.2  # ReduceLROnPlateau factor (the study: 0.2)
@@ -100,6 +104,14 @@ class TrainConfig:
             isinstance(self.ordinal_spread, (int, float)) and 0 <= self.ordinal_spread <= 5
         ):
             raise ValueError(f"ordinal_spread must be in [0, 5], not {self.ordinal_spread!r}")
+        if isinstance(self.age_spread, bool) or not (
+            isinstance(self.age_spread, (int, float)) and 0 <= self.age_spread <= 20
+        ):
+            raise ValueError(f"age_spread must be in [0, 20] years, not {self.age_spread!r}")
+        if self.age_spread and self.ordinal_spread:
+            raise ValueError(
+                "age_spread and ordinal_spread both soften the age targets: give one, not both"
+            )
         if not (0 <= self.weight_decay < 1):
             raise ValueError(f"weight_decay must be in [0, 1), not {self.weight_decay!r}")
         if self.max_minutes is not None and not (
@@ -174,6 +186,7 @@ _TYPES = {
     "warmup_epochs": int,
     "label_smoothing": (float, int),
     "ordinal_spread": (float, int),
+    "age_spread": (float, int),
     "early_stop_patience": int,
     "lr_patience": int,
     "lr_factor": (float, int),

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from portrait_core.schema import ATTRIBUTES, SCHEMA_VERSION
+from portrait_core.schema import AGE_BAND_YEARS, ATTRIBUTES, SCHEMA_VERSION
 from portrait_core.training.config import TrainConfig
 from portrait_core.training.runs import Run, RunStore, write_json_atomic
 
@@ -262,6 +262,7 @@ def _train(config: TrainConfig, run: Run, resume: bool = False):
         augmentation=config.augmentation,
         balance=balance,
         weight_classes=config.class_weights,
+        positions=bool(config.age_spread),  # age targets as positions among the bands
         cache_dir=run.path / "cache",
         drop_remainder=replicas > 1,
     )
@@ -288,7 +289,10 @@ def _train(config: TrainConfig, run: Run, resume: bool = False):
     write_json_atomic(run.path / "config.json", described)
 
     losses, metrics = losses_and_metrics(
-        config.attributes, config.label_smoothing, config.ordinal_spread
+        config.attributes,
+        config.label_smoothing,
+        config.ordinal_spread,
+        config.age_spread / AGE_BAND_YEARS,  # the bands are decades: years to bands
     )
     steps = pipeline.steps_per_epoch()
     if config.max_steps_per_epoch:
