@@ -375,7 +375,7 @@ def test_aihub_examples_are_capped(tmp_path):
 def test_aihub_empty_folder_loads_nothing(tmp_path):
     dataset = aihub.load(tmp_path)
     assert len(dataset) == 0 and not dataset.report.skipped
-    assert list(dataset.table.columns) == ["path", *ATTRIBUTE_KEYS]
+    assert list(dataset.table.columns) == ["path", *ATTRIBUTE_KEYS, "age_years"]
 
 
 def test_aihub_detect(tmp_path, aihub_tree):
@@ -600,6 +600,30 @@ def test_utkface_counts_and_labels(utk_dir):
         "39_1_20170116174525125.jpg.chip.jpg",
         "selfie.jpg",
     ]
+
+
+def years_of(dataset, path: Path) -> float | None:
+    (years,) = dataset.table.loc[dataset.table["path"] == str(path), "age_years"]
+    return None if pd.isna(years) else years
+
+
+def test_each_loader_keeps_the_exact_age_behind_the_band(utk_dir, manifest_dir, tmp_path):
+    """The years a source gives travel beside the band (soft age targets read them); a band
+    given by name, or an age the schema leaves blank, has none."""
+    utk = utkface.load(utk_dir)
+    assert years_of(utk, utk_dir / "25_0_0_20170109150557335.jpg") == 25.0
+    assert years_of(utk, utk_dir / "part2" / "sub" / "61_0_1_20170110.jpg") == 61.0
+    assert years_of(utk, utk_dir / "5_1_0_20170109142408075.jpg.chip.jpg") is None  # under 20
+    assert years_of(utk, utk_dir / "130_0_0_20170109142408075.jpg") is None  # out of range
+    mine = manifest.load(manifest_dir)
+    assert years_of(mine, manifest_dir / "imgs" / "sub" / "c.png") == 35.0  # "35"
+    assert years_of(mine, manifest_dir / "imgs" / "a.png") is None  # "20s": a band's name
+    assert years_of(mine, manifest_dir / "imgs" / "d.png") is None  # "15": under 20
+    for age, years in ((45, 45.0), ("52", 52.0), (121, None), ("forty", None)):
+        root = tmp_path / f"aihub-{age}"
+        pair(root, 1, montage_json(age=age))
+        assert years_of(aihub.load(root), root / "1.png") == years, age
+    assert utk.table["age_years"].dtype == "float64"
 
 
 def test_utkface_detect_needs_most_names_to_match(tmp_path):

@@ -28,6 +28,8 @@ def test_the_recipe_is_small_resnets_default_preset(synthetic_small):
         ("augmentation", "heavy", "augmentation must be one of study, photo"),
         ("label_smoothing", 1.0, "label_smoothing must be in"),
         ("ordinal_spread", -0.5, "ordinal_spread must be in"),
+        ("age_spread", 25, "age_spread must be in"),
+        ("age_spread", True, "age_spread must be in"),
         ("weight_decay", -0.1, "weight_decay must be in"),
         ("warmup_epochs", -1, "warmup_epochs must be 0 or more"),
     ],
@@ -85,6 +87,88 @@ def test_ordinal_targets_make_a_neighbouring_band_a_near_miss():
     assert (losses["gender"].ordinal_spread, losses["age"].ordinal_spread) == (0.0, 0.5)
     again = MaskedSparseCrossentropy.from_config(losses["age"].get_config())
     assert again.ordinal_spread == pytest.approx(0.5)
+
+
+def test_an_exact_age_has_a_place_among_the_bands():
+    from portrait_core.schema import ATTRIBUTES, AgeOutOfRange, age_band, age_position
+
+    assert age_position(29) == pytest.approx(0.95) and age_position(30) == pytest.approx(1.05)
+    assert age_position(45) == pytest.approx(2.55) and age_position(120) == pytest.approx(4.99)
+    for years in range(20, 121):  # the whole part is the band, at every age
+        assert int(age_position(years)) == ATTRIBUTES["age"].index(age_band(years)), years
+    with pytest.raises(AgeOutOfRange):
+        age_position(19)
+
+
+def test_soft_targets_from_exact_ages_follow_how_near_a_band_edge_the_age_is():
+    import keras
+
+    from portrait_core.schema import age_position
+    from portrait_core.training.metrics import (
+        LabelledAccuracy,
+        MaskedSparseCrossentropy,
+        losses_and_metrics,
+        position_targets,
+    )
+
+    ages = np.array([age_position(y) for y in (25, 29, 61)], np.float32)
+    soft = keras.ops.convert_to_numpy(position_targets(ages, 5, 0.3))  # 3 years
+    np.testing.assert_allclose(soft.sum(axis=1), 1.0, rtol=1e-6)
+    assert soft[0, 0] > 0.9  # mid-20s: the 20s
+    assert soft[1, 0] > soft[1, 1] > 0.35  # 29: 20s, and nearly as much 30s
+    assert soft.argmax(axis=1)[2] == 4 and soft[2, 3] > 0.2  # 61: 60+, partly 50s
+    assert soft[0, 2:].sum() < 1e-4  # never two bands away
+    hard = keras.ops.convert_to_numpy(position_targets(ages, 5, 1e-3))  # no spread: the band
+    np.testing.assert_allclose(hard, np.eye(5)[[0, 0, 4]], atol=1e-6)
+
+    # answering 30s costs less for the 29-year-old than for the 25-year-old; hard labels
+    # (both 20s) cannot tell them apart; a missing label (-1) costs nothing
+    loss = MaskedSparseCrossentropy(position_spread=0.3, reduction=None)
+    thirties = np.array([[0.05, 0.9, 0.02, 0.02, 0.01]] * 3, np.float32)
+    got = keras.ops.convert_to_numpy(loss(np.array([ages[1], ages[0], -1.0]), thirties))
+    assert got[0] < got[1] - 0.5 and got[2] == 0.0
+    plain = keras.ops.convert_to_numpy(
+        MaskedSparseCrossentropy(reduction=None)(np.array([0, 0]), thirties[:2])
+    )
+    assert plain[0] == pytest.approx(plain[1])
+    # accuracy reads the band from the position
+    accuracy = LabelledAccuracy()
+    accuracy.update_state(np.array([0.95, 1.05, -1.0]), thirties)
+    assert float(accuracy.result()) == pytest.approx(0.5)  # 30s is right for 30, not for 29
+
+    losses, _ = losses_and_metrics(("gender", "age"), 0.1, 0.0, 0.3)
+    assert (losses["gender"].position_spread, losses["age"].position_spread) == (0.0, 0.3)
+    again = MaskedSparseCrossentropy.from_config(losses["age"].get_config())
+    assert again.position_spread == pytest.approx(0.3)
+    with pytest.raises(ValueError, match="give one, not both"):
+        TrainConfig(data="x", age_spread=3, ordinal_spread=0.5)
+
+
+def test_the_pipeline_gives_age_positions_where_the_years_are_known():
+    import pandas as pd
+
+    from portrait_core.data.table import make_table
+    from portrait_core.pipeline import SplitData, split_data, targets
+
+    table = make_table(
+        [
+            {"path": "a", "gender": "male", "age": "20s", "age_years": 29.0},
+            {"path": "b", "age": "40s"},  # a band without years
+            {"path": "c", "gender": "female"},  # no age at all
+        ]
+    )
+    (train,) = [split_data(table, pd.Series(["train"] * 3), ("gender", "age"))["train"]]
+    np.testing.assert_allclose(train.positions["age"], [0.95, 2.5, -1.0])
+    y, w = targets(train, None, positions=True)
+    assert y["age"].dtype == np.float32 and y["gender"].dtype == np.int32
+    np.testing.assert_allclose(y["age"], [0.95, 2.5, -1.0])
+    np.testing.assert_array_equal(y["gender"], [0, -1, 1])
+    np.testing.assert_array_equal(w["age"], [1.0, 1.0, 0.0])
+    codes, _ = targets(train, None)  # without: the class indices, as before
+    assert codes["age"].dtype == np.int32 and list(codes["age"]) == [0, 2, -1]
+    # a split built without positions (another data set evaluated) has its bands' middles
+    bare = SplitData(train.paths, train.codes)
+    np.testing.assert_allclose(targets(bare, None, positions=True)[0]["age"], [0.5, 2.5, -1.0])
 
 
 def test_cosine_schedule_warms_up_then_falls_to_zero():
@@ -239,10 +323,10 @@ def test_the_recipe_flags_reach_the_run_from_the_command_line(synthetic_small, t
 
     argv = [
         "train", "--data", str(synthetic_small), "--model", "small_resnet", "--image-size", "40",
-        "--epochs", "2", "--max-steps", "1", "--batch-size", "8", "--attributes", "gender",
+        "--epochs", "2", "--max-steps", "1", "--batch-size", "8", "--attributes", "gender,age",
         "--width", "16", "--dropout", "0.1", "--optimizer", "adamw", "--weight-decay", "0.01",
         "--schedule", "cosine", "--warmup-epochs", "1", "--label-smoothing", "0.05",
-        "--augmentation", "study", "--out", str(tmp_path),
+        "--augmentation", "study", "--age-spread", "2.5", "--out", str(tmp_path),
     ]  # fmt: skip
     assert main(argv) == 0
     (run,) = RunStore(tmp_path).list()
@@ -258,6 +342,9 @@ def test_the_recipe_flags_reach_the_run_from_the_command_line(synthetic_small, t
         0.05,
         "study",
     )
+    # the age head trained on positions among the bands (the synthetic records give years)
+    assert train["age_spread"] == 2.5 and run.state == "completed"
+    assert all(np.isfinite(h["age_loss"]) for h in run.history)
 
 
 def _timed_epochs(budget, seconds, clock):

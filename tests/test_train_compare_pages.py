@@ -210,6 +210,31 @@ def test_the_form_becomes_the_runs_config(runs_dir, tiny_data, monkeypatch):
     assert at.selectbox(key="train_balance").value == "none"
 
 
+def test_soft_age_targets_from_the_form_and_one_softening_at_a_time(runs_dir, monkeypatch):
+    from portrait_core.training import launch
+
+    started = []
+
+    def fake_launch(config):  # the config as the training process would get it, no process
+        started.append(config)
+        return RunStore(config.out).create(config.model, config.attributes)
+
+    monkeypatch.setattr(launch, "launch_training", fake_launch)
+    at = open_page("pages/train.py")
+    assert at.number_input(key="train_age_spread").value == 0.0
+    at.number_input(key="train_age_spread").set_value(3.0)
+    at.number_input(key="train_ordinal_spread").set_value(0.6)
+    at.button(key="start").click().run()
+    # both soften the age targets: a message naming the clash, no run, no traceback
+    assert not at.exception and not started
+    assert "give one, not both" in texts(at.error)
+    at.number_input(key="train_ordinal_spread").set_value(0.0)
+    at.button(key="start").click().run()
+    assert not at.exception and not at.error, texts(at.error)
+    (config,) = started
+    assert config.age_spread == pytest.approx(3.0) and config.ordinal_spread == 0.0
+
+
 def test_without_a_data_set_start_is_disabled(runs_dir, monkeypatch, tmp_path):
     monkeypatch.setattr(paths, "DEFAULT_DATA", tmp_path / "absent")
     at = open_page("pages/train.py")
