@@ -167,16 +167,23 @@ def test_a_preset_fills_the_form_and_resnet50_has_its_own_fields(runs_dir):
     assert not at.exception
 
 
-def test_the_form_becomes_the_runs_config(runs_dir, tiny_data, monkeypatch):
+@pytest.fixture
+def started(monkeypatch) -> list:
+    """The configs Start hands to training, as the training process would get them: each gets
+    a run folder, and no process starts."""
     from portrait_core.training import launch
 
-    started = []
+    configs = []
 
-    def fake_launch(config):  # the config as the training process would get it, no process
-        started.append(config)
+    def fake_launch(config):
+        configs.append(config)
         return RunStore(config.out).create(config.model, config.attributes)
 
     monkeypatch.setattr(launch, "launch_training", fake_launch)
+    return configs
+
+
+def test_the_form_becomes_the_runs_config(runs_dir, tiny_data, started):
     at = open_page("pages/train.py")
     at.selectbox(key="train_model").set_value("resnet50").run()
     at.radio(key="train_weights").set_value("none")
@@ -210,16 +217,7 @@ def test_the_form_becomes_the_runs_config(runs_dir, tiny_data, monkeypatch):
     assert at.selectbox(key="train_balance").value == "none"
 
 
-def test_soft_age_targets_from_the_form_and_one_softening_at_a_time(runs_dir, monkeypatch):
-    from portrait_core.training import launch
-
-    started = []
-
-    def fake_launch(config):  # the config as the training process would get it, no process
-        started.append(config)
-        return RunStore(config.out).create(config.model, config.attributes)
-
-    monkeypatch.setattr(launch, "launch_training", fake_launch)
+def test_soft_age_targets_from_the_form_and_one_softening_at_a_time(runs_dir, started):
     at = open_page("pages/train.py")
     assert at.number_input(key="train_age_spread").value == 0.0
     at.number_input(key="train_age_spread").set_value(3.0)
