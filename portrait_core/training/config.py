@@ -100,14 +100,12 @@ class TrainConfig:
                 )
         if not (0 <= self.label_smoothing < 1):
             raise ValueError(f"label_smoothing must be in [0, 1), not {self.label_smoothing!r}")
-        if isinstance(self.ordinal_spread, bool) or not (
-            isinstance(self.ordinal_spread, (int, float)) and 0 <= self.ordinal_spread <= 5
-        ):
-            raise ValueError(f"ordinal_spread must be in [0, 5], not {self.ordinal_spread!r}")
-        if isinstance(self.age_spread, bool) or not (
-            isinstance(self.age_spread, (int, float)) and 0 <= self.age_spread <= 20
-        ):
-            raise ValueError(f"age_spread must be in [0, 20] years, not {self.age_spread!r}")
+        for name, top, unit in (("ordinal_spread", 5, ""), ("age_spread", 20, " years")):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not (
+                isinstance(value, (int, float)) and 0 <= value <= top
+            ):
+                raise ValueError(f"{name} must be in [0, {top}]{unit}, not {value!r}")
         if self.age_spread and self.ordinal_spread:
             raise ValueError(
                 "age_spread and ordinal_spread both soften the age targets: give one, not both"
