@@ -143,6 +143,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             options=options,
             augment=False if args.no_augment else None,
             augmentation=args.augmentation,
+            degrade_share=args.degrade_share,
             optimizer=args.optimizer,
             weight_decay=args.weight_decay,
             schedule=args.schedule,
@@ -457,6 +458,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--augmentation", choices=AUGMENTATIONS, help="study, or photo (crops, colour, blur, JPEG)"
+    )
+    p.add_argument(
+        "--degrade-share",
+        type=float,
+        metavar="SHARE",
+        help="photo augmentation: the share of training pictures blurred, and (rolled apart) "
+        "the share at a lower resolution, and JPEG-compressed (0-1; the recipe's own: 0.25, "
+        "0.3, 0.3)",
     )
     p.add_argument("--balance", help="oversample one attribute's classes: ATTR or ATTR:COUNT")
     p.add_argument("--no-augment", action="store_true")

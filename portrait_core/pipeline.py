@@ -49,6 +49,17 @@ PHOTO = {
     "low_resolution_factor": (1.5, 4.0),  # this range, then blown up again
     "jpeg_share": 0.3,  # of the pictures: JPEG-compressed at quality 15-75
 }
+PHOTO_LOSS_SHARES = ("blur_share", "low_resolution_share", "jpeg_share")
+
+
+def photo_settings(degrade_share: float | None = None) -> dict:
+    """PHOTO, with one share for each of its losses (blur, lower resolution, JPEG) where given:
+    a run's `degrade_share` (TrainConfig), heavier for a model that must stand degraded pictures
+    (the synthetic default model, Makefile default-model), without changing the recipe's own."""
+    if degrade_share is None:
+        return dict(PHOTO)
+    return {**PHOTO, **dict.fromkeys(PHOTO_LOSS_SHARES, float(degrade_share))}
+
 
 # Decoded uint8 pictures are cached in memory up to 1 GiB for the whole run (all splits together,
 # first come first served: train, then val); beyond that, in a cache file. The test split is read
@@ -142,15 +153,15 @@ def _blur(x, sigma_share):
     return tf.nn.depthwise_conv2d(x, row, (1, 1, 1, 1), "VALID")
 
 
-def _photo_losses(seed: int):
+def _photo_losses(seed: int, p: dict):
     """A batch function: blur, lower resolution and JPEG artefacts, each on a share of the
     pictures, rolled picture by picture (the strengths, one per batch).
 
     Rolled per picture, not per batch: with a whole batch degraded together, batch
     normalisation's training-time statistics came from degraded pictures alone and hid the shift
     that its running statistics expose at test time (README "Real faces" measures the two).
+    p: photo_settings().
     """
-    p = PHOTO
 
     def blur(x):
         return _blur(x, tf.random.uniform([], *p["blur_sigma"], seed=seed + 3))
@@ -186,13 +197,14 @@ def _photo_losses(seed: int):
     return apply
 
 
-def augmenter(seed: int, kind: str = "study"):
+def augmenter(seed: int, kind: str = "study", degrade_share: float | None = None):
     """The study's augmentation ("study") or the one for real photos ("photo", see PHOTO), as
-    Keras preprocessing layers and tf ops, run inside tf.data on float batches (0..255)."""
+    Keras preprocessing layers and tf ops, run inside tf.data on float batches (0..255).
+    degrade_share: "photo" only, the share of pictures each loss falls on (photo_settings)."""
     import keras
 
     if kind == "photo":
-        p = PHOTO
+        p = photo_settings(degrade_share)
         layers = keras.Sequential(
             [
                 keras.layers.RandomRotation(
@@ -209,7 +221,7 @@ def augmenter(seed: int, kind: str = "study"):
             ],
             name="augment_photo",
         )
-        losses = _photo_losses(seed + 8)
+        losses = _photo_losses(seed + 8, p)
         return lambda x, training=True: losses(layers(x, training=training))
     if kind != "study":
         raise ValueError(f"augmentation must be 'study' or 'photo', not {kind!r}")
@@ -289,6 +301,7 @@ class InputPipeline:
     seed: int = 0
     augment: bool = True
     augmentation: str = "study"  # "study" or "photo" (augmenter)
+    degrade_share: float | None = None  # "photo": each loss's share of the pictures (augmenter)
     balance: tuple[str, int] | None = None  # (attribute, target count per class) to oversample
     weight_classes: bool = True
     positions: bool = False  # ordered attributes' labels as positions (targets())
@@ -417,7 +430,7 @@ class InputPipeline:
         ds = ds.batch(self.batch_size, drop_remainder=self.drop_remainder)
         ds = ds.map(labelled_mean_weights)
         if self.augment:
-            layers = augmenter(self.seed, self.augmentation)
+            layers = augmenter(self.seed, self.augmentation, self.degrade_share)
             ds = ds.map(
                 lambda x, y, w: (layers(tf.cast(x, tf.float32), training=True), y, w),
                 num_parallel_calls=AUTOTUNE,

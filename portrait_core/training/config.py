@@ -61,6 +61,9 @@ class TrainConfig:
     # "study": rotation, shifts, zoom, flips (the study's); "photo": also random crops, colour,
     # blur, lower resolution and JPEG artefacts, as uploaded photos have (pipeline.py)
     augmentation: str = "study"
+    # "photo" only: the share of the training pictures each of its losses (blur, a lower
+    # resolution, JPEG) falls on, rolled apart; None = the recipe's own (pipeline.PHOTO)
+    degrade_share: float | None = None
     seed: int = 0  # split, shuffling, augmentation and weight initialisation
     split: tuple[float, float, float] = (0.70, 0.15, 0.15)
     max_steps_per_epoch: int | None = None  # cap for quick trials and tests; None = whole split
@@ -110,6 +113,16 @@ class TrainConfig:
             raise ValueError(
                 "age_spread and ordinal_spread both soften the age targets: give one, not both"
             )
+        if self.degrade_share is not None:
+            if isinstance(self.degrade_share, bool) or not (
+                isinstance(self.degrade_share, (int, float)) and 0 <= self.degrade_share <= 1
+            ):
+                raise ValueError(f"degrade_share must be in [0, 1], not {self.degrade_share!r}")
+            if not self.augment or self.augmentation != "photo":
+                raise ValueError(
+                    "degrade_share sets the photo augmentation's blur, lower resolution and "
+                    "JPEG: it needs augmentation photo (and augment on)"
+                )
         if not (0 <= self.weight_decay < 1):
             raise ValueError(f"weight_decay must be in [0, 1), not {self.weight_decay!r}")
         if self.max_minutes is not None and not (
@@ -193,6 +206,7 @@ _TYPES = {
     "class_weights": bool,
     "augment": bool,
     "augmentation": str,
+    "degrade_share": (float, int),
     "seed": int,
     "split": (list, tuple),
     "max_steps_per_epoch": int,

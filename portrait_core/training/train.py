@@ -77,7 +77,11 @@ def _describe_run(
             "mean_image": "mean_image.npy (also inside model.keras, layer zero_centre)",
             "scale": "(x - mean_image) / 255",
             "augmentation": (
-                {"kind": "photo", **pl.PHOTO, "horizontal_flip": True}
+                {
+                    "kind": "photo",
+                    **pl.photo_settings(config.degrade_share),
+                    "horizontal_flip": True,
+                }
                 if config.augmentation == "photo"
                 else {
                     "kind": "study",
@@ -260,6 +264,7 @@ def _train(config: TrainConfig, run: Run, resume: bool = False):
         seed=config.seed + 7919 * restored_epoch,
         augment=config.augment,
         augmentation=config.augmentation,
+        degrade_share=config.degrade_share,
         balance=balance,
         weight_classes=config.class_weights,
         positions=bool(config.age_spread),  # age targets as positions among the bands
