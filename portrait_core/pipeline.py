@@ -132,8 +132,9 @@ def labelled_mean_weights(x, y: dict, w: dict):
     return x, y, scaled
 
 
-def _blur(x, sigma_share):
-    """A Gaussian blur of a (batch, h, w, c) float batch; sigma a scalar tensor, in widths.
+def _blur(x, sigma_share, largest: float = PHOTO["blur_sigma"][1]):
+    """A Gaussian blur of a (batch, h, w, c) float batch; sigma a scalar tensor, in widths
+    (at most `largest`, which sizes the kernel).
 
     Separable, with the borders reflected: Keras' RandomGaussianBlur pads with zeros, which
     drew a dark frame around every blurred picture (a uniform grey picture came out with
@@ -141,7 +142,7 @@ def _blur(x, sigma_share):
     about 1 px. The kernel here spans 3 sigmas of the largest sigma asked for.
     """
     height, width, channels = x.shape[1], x.shape[2], x.shape[3]
-    radius = max(1, math.ceil(3 * PHOTO["blur_sigma"][1] * max(height, width)))
+    radius = max(1, math.ceil(3 * largest * max(height, width)))
     sigma = tf.maximum(sigma_share * float(max(height, width)), 1e-3)
     taps = tf.range(-radius, radius + 1, dtype=tf.float32)
     kernel = tf.exp(-0.5 * tf.square(taps / sigma))
@@ -164,7 +165,8 @@ def _photo_losses(seed: int, p: dict):
     """
 
     def blur(x):
-        return _blur(x, tf.random.uniform([], *p["blur_sigma"], seed=seed + 3))
+        sigma = tf.random.uniform([], *p["blur_sigma"], seed=seed + 3)
+        return _blur(x, sigma, p["blur_sigma"][1])
 
     def lower_resolution(x):
         size = tf.shape(x)[1:3]

@@ -60,6 +60,7 @@ FORM_FIELDS = (
     "class_weights",
     "ordinal_spread",
     "age_spread",
+    "degrade_share",
 )
 
 

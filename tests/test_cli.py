@@ -74,6 +74,10 @@ def test_predict_on_a_file_that_is_not_an_image_is_one_exact_line(notes):
         (["train", "--epochs", "zero"], "is not a whole number"),
         (["train", "--data", "{tmp}", "--ordinal-spread", "-1"], "ordinal_spread must be in"),
         (["train", "--data", "{tmp}", "--age-spread", "30"], "age_spread must be in"),
+        (
+            ["train", "--data", "{tmp}", "--preset", "study", "--degrade-share", "0.5"],
+            "needs augmentation photo",
+        ),
         (["evaluate", "no-such-run", "--out", "{tmp}/runs"], "no run no-such-run"),
         (["publish", "no-such-run", "--out", "{tmp}/runs"], "no run no-such-run"),
         (["predict", "{notes}", "--explain", "rainbow"], "invalid choice"),

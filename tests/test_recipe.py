@@ -30,6 +30,8 @@ def test_the_recipe_is_small_resnets_default_preset(synthetic_small):
         ("ordinal_spread", -0.5, "ordinal_spread must be in"),
         ("age_spread", 25, "age_spread must be in"),
         ("age_spread", True, "age_spread must be in"),
+        ("degrade_share", 1.5, "degrade_share must be in"),
+        ("degrade_share", -0.1, "degrade_share must be in"),
         ("weight_decay", -0.1, "weight_decay must be in"),
         ("warmup_epochs", -1, "warmup_epochs must be 0 or more"),
     ],
@@ -37,6 +39,40 @@ def test_the_recipe_is_small_resnets_default_preset(synthetic_small):
 def test_bad_recipe_settings_are_errors_naming_the_choices(field, value, message):
     with pytest.raises(ValueError, match=message):
         TrainConfig(data="x", **{field: value})
+
+
+def test_degrade_share_needs_the_photo_augmentation():
+    """The share sets the photo augmentation's losses: with the study's, or none, it would do
+    nothing, so it is an error that says what it needs."""
+    for settings in ({"augmentation": "study"}, {"augmentation": "photo", "augment": False}):
+        with pytest.raises(ValueError, match="needs augmentation photo"):
+            TrainConfig(data="x", degrade_share=0.5, **settings)
+    config = TrainConfig(data="x", augmentation="photo", degrade_share=0)
+    assert TrainConfig.from_dict(config.to_dict()) == config
+    with pytest.raises(ValueError, match="config key degrade_share should be float or int"):
+        TrainConfig.from_dict({"data": "x", "augmentation": "photo", "degrade_share": "half"})
+
+
+def test_degrade_share_sets_the_three_losses_share_and_nothing_else():
+    """photo_settings(share) is PHOTO with that share of the pictures for blur, lower resolution
+    and JPEG; the augmenter built with it degrades every picture at 1 and none at 0 (the colour
+    and geometry layers switched off by comparing against the same augmenter's layers)."""
+    import tensorflow as tf
+
+    from portrait_core import pipeline
+
+    assert pipeline.photo_settings() == pipeline.PHOTO
+    heavy = pipeline.photo_settings(0.6)
+    assert {k: heavy[k] for k in pipeline.PHOTO_LOSS_SHARES} == dict.fromkeys(
+        pipeline.PHOTO_LOSS_SHARES, 0.6
+    )
+    rest = set(pipeline.PHOTO) - set(pipeline.PHOTO_LOSS_SHARES)
+    assert {k: heavy[k] for k in rest} == {k: pipeline.PHOTO[k] for k in rest}
+    batch = tf.constant(np.random.default_rng(3).uniform(0, 255, (16, 32, 32, 3)), tf.float32)
+    for share, changed in ((0.0, 0), (1.0, 16)):
+        out = pipeline._photo_losses(7, pipeline.photo_settings(share))(batch).numpy()
+        differs = np.abs(out - batch.numpy()).mean(axis=(1, 2, 3)) > 1
+        assert differs.sum() == changed, (share, differs)
 
 
 def test_label_smoothing_spreads_the_target_and_ignores_missing_labels():
@@ -246,7 +282,7 @@ def test_photo_blur_is_a_gaussian_with_mirrored_borders():
     assert np.abs(ours - picture).mean() > 5  # it did blur
 
 
-def test_photo_lower_resolution_reaches_the_robustness_check_x4(monkeypatch):
+def test_photo_lower_resolution_reaches_the_robustness_check_x4():
     """The lower-resolution loss draws its factor from PHOTO's range, which must reach the x4
     shrink the robustness evaluation applies; forced to x4 on every batch (no blur, no JPEG),
     a 64 px picture is shrunk to 16 px by averaging and blown up again, bilinear."""
@@ -259,9 +295,8 @@ def test_photo_lower_resolution_reaches_the_robustness_check_x4(monkeypatch):
     assert low > 1 and high >= DOWNSCALE
     only_x4 = {"low_resolution_share": 1.0, "blur_share": 0.0, "jpeg_share": 0.0}
     only_x4["low_resolution_factor"] = (DOWNSCALE, DOWNSCALE)
-    monkeypatch.setattr(pipeline, "PHOTO", {**pipeline.PHOTO, **only_x4})
     batch = tf.constant(np.random.default_rng(2).uniform(0, 255, (4, 64, 64, 3)), tf.float32)
-    out = pipeline._photo_losses(seed=5)(batch).numpy()
+    out = pipeline._photo_losses(5, {**pipeline.PHOTO, **only_x4})(batch).numpy()
     small = tf.image.resize(batch, (16, 16), method="area")
     expected = tf.image.resize(small, (64, 64), method="bilinear").numpy()
     assert out.shape == batch.shape
@@ -271,7 +306,7 @@ def test_photo_lower_resolution_reaches_the_robustness_check_x4(monkeypatch):
 
 
 @pytest.mark.parametrize("loss", ["low_resolution", "jpeg", "blur"])
-def test_photo_losses_are_rolled_picture_by_picture(monkeypatch, loss):
+def test_photo_losses_are_rolled_picture_by_picture(loss):
     """Each picture rolls its own losses: at a share of one half, a batch of 32 comes out mixed,
     some pictures untouched to the bit and the others degraded, each the way its loss degrades
     it alone (a whole batch degraded together hid from batch normalisation the shift its
@@ -284,9 +319,8 @@ def test_photo_losses_are_rolled_picture_by_picture(monkeypatch, loss):
     shares[f"{loss}_share"] = 0.5
     shares["low_resolution_factor"] = (4.0, 4.0)
     shares["blur_sigma"] = (0.02, 0.02)  # the strongest: a drawn sigma of 0.03 px changes little
-    monkeypatch.setattr(pipeline, "PHOTO", {**pipeline.PHOTO, **shares})
     batch = np.random.default_rng(4).uniform(0, 255, (32, 32, 32, 3)).astype(np.float32)
-    out = pipeline._photo_losses(seed=11)(tf.constant(batch)).numpy()
+    out = pipeline._photo_losses(11, {**pipeline.PHOTO, **shares})(tf.constant(batch)).numpy()
     assert out.shape == batch.shape and out.dtype == np.float32
     untouched = np.all(out == batch, axis=(1, 2, 3))
     assert 4 <= untouched.sum() <= 28, untouched  # P(outside) < 1e-4 for fair coins
@@ -326,7 +360,8 @@ def test_the_recipe_flags_reach_the_run_from_the_command_line(synthetic_small, t
         "--epochs", "2", "--max-steps", "1", "--batch-size", "8", "--attributes", "gender,age",
         "--width", "16", "--dropout", "0.1", "--optimizer", "adamw", "--weight-decay", "0.01",
         "--schedule", "cosine", "--warmup-epochs", "1", "--label-smoothing", "0.05",
-        "--augmentation", "study", "--age-spread", "2.5", "--out", str(tmp_path),
+        "--augmentation", "photo", "--degrade-share", "0.6", "--age-spread", "2.5",
+        "--out", str(tmp_path),
     ]  # fmt: skip
     assert main(argv) == 0
     (run,) = RunStore(tmp_path).list()
@@ -340,8 +375,13 @@ def test_the_recipe_flags_reach_the_run_from_the_command_line(synthetic_small, t
     assert (train["warmup_epochs"], train["label_smoothing"], train["augmentation"]) == (
         1,
         0.05,
-        "study",
+        "photo",
     )
+    # the share reached the augmentation the run describes (and trained with)
+    assert train["degrade_share"] == 0.6
+    augmentation = run.config["preprocessing"]["augmentation"]
+    assert augmentation["kind"] == "photo" and augmentation["low_resolution_share"] == 0.6
+    assert augmentation["jpeg_share"] == augmentation["blur_share"] == 0.6
     # the age head trained on positions among the bands (the synthetic records give years)
     assert train["age_spread"] == 2.5 and run.state == "completed"
     assert all(np.isfinite(h["age_loss"]) for h in run.history)

@@ -233,6 +233,27 @@ def test_soft_age_targets_from_the_form_and_one_softening_at_a_time(runs_dir, st
     assert config.age_spread == pytest.approx(3.0) and config.ordinal_spread == 0.0
 
 
+def test_degraded_share_from_the_form_only_where_the_preset_has_the_photo_augmentation(
+    runs_dir, started
+):
+    at = open_page("pages/train.py")
+    share = at.number_input(key="train_degrade_share")
+    assert share.value is None and not share.disabled  # empty: the recipe's own
+    at.button(key="start").click().run()
+    assert started[-1].augmentation == "photo" and started[-1].degrade_share is None
+    at.number_input(key="train_degrade_share").set_value(0.45)
+    at.button(key="start").click().run()
+    assert not at.exception and not at.error, texts(at.error)
+    assert started[-1].degrade_share == pytest.approx(0.45)
+    # the study's preset has the study's augmentation: the field is off and not sent
+    at.radio(key="train_preset").set_value("study").run()
+    assert at.number_input(key="train_degrade_share").disabled
+    at.button(key="start").click().run()
+    assert not at.exception and not at.error, texts(at.error)
+    assert started[-1].augmentation == "study" and started[-1].degrade_share is None
+    assert len(started) == 3
+
+
 def test_without_a_data_set_start_is_disabled(runs_dir, monkeypatch, tmp_path):
     monkeypatch.setattr(paths, "DEFAULT_DATA", tmp_path / "absent")
     at = open_page("pages/train.py")
