@@ -295,6 +295,7 @@ def test_photo_lower_resolution_reaches_the_robustness_check_x4():
     assert low > 1 and high >= DOWNSCALE
     only_x4 = {"low_resolution_share": 1.0, "blur_share": 0.0, "jpeg_share": 0.0}
     only_x4["low_resolution_factor"] = (DOWNSCALE, DOWNSCALE)
+    only_x4.update(low_resolution_down=("area",), low_resolution_up=("bilinear",))
     batch = tf.constant(np.random.default_rng(2).uniform(0, 255, (4, 64, 64, 3)), tf.float32)
     out = pipeline._photo_losses(5, {**pipeline.PHOTO, **only_x4})(batch).numpy()
     small = tf.image.resize(batch, (16, 16), method="area")
@@ -318,6 +319,7 @@ def test_photo_losses_are_rolled_picture_by_picture(loss):
     shares = {"low_resolution_share": 0.0, "blur_share": 0.0, "jpeg_share": 0.0}
     shares[f"{loss}_share"] = 0.5
     shares["low_resolution_factor"] = (4.0, 4.0)
+    shares.update(low_resolution_down=("area",), low_resolution_up=("bilinear",))
     shares["blur_sigma"] = (0.02, 0.02)  # the strongest: a drawn sigma of 0.03 px changes little
     batch = np.random.default_rng(4).uniform(0, 255, (32, 32, 32, 3)).astype(np.float32)
     out = pipeline._photo_losses(11, {**pipeline.PHOTO, **shares})(tf.constant(batch)).numpy()
