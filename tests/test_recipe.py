@@ -306,6 +306,37 @@ def test_photo_lower_resolution_reaches_the_robustness_check_x4():
     assert out.std(axis=(1, 2)).max() < 0.35 * batch.numpy().std(axis=(1, 2)).min()
 
 
+def test_photo_lower_resolution_draws_its_resamplers_batch_by_batch():
+    """Each batch is shrunk with one of PHOTO's shrinking resamplers (antialiased, as image
+    libraries shrink) and blown up with one of its enlarging ones: every output is one of those
+    pairs exactly, and over 16 batches more than two pairs turn up (a model taught one resampler
+    read pictures shrunk by another worse, README "The shipped default model")."""
+    import tensorflow as tf
+
+    from portrait_core import pipeline
+
+    p = {**pipeline.PHOTO, "low_resolution_share": 1.0, "blur_share": 0.0, "jpeg_share": 0.0}
+    p["low_resolution_factor"] = (4.0, 4.0)
+    assert len(p["low_resolution_down"]) > 1 and len(p["low_resolution_up"]) > 1
+    batch = tf.constant(np.random.default_rng(6).uniform(0, 255, (2, 32, 32, 3)), tf.float32)
+    pairs = {
+        (down, up): np.clip(
+            pipeline._resize(pipeline._resize(batch, (8, 8), down), (32, 32), up).numpy(), 0, 255
+        )
+        for down in p["low_resolution_down"]
+        for up in p["low_resolution_up"]
+    }
+    # the pairs differ: a shrink by area and an antialiased bilinear one are not the same
+    assert np.abs(pairs["area", "bilinear"] - pairs["bilinear", "bilinear"]).mean() > 1
+    losses = pipeline._photo_losses(9, p)
+    seen = set()
+    for _ in range(16):
+        out = losses(batch).numpy()
+        (match,) = [pair for pair, want in pairs.items() if np.abs(out - want).max() < 1e-3]
+        seen.add(match)
+    assert len(seen) > 2, seen
+
+
 @pytest.mark.parametrize("loss", ["low_resolution", "jpeg", "blur"])
 def test_photo_losses_are_rolled_picture_by_picture(loss):
     """Each picture rolls its own losses: at a share of one half, a batch of 32 comes out mixed,
