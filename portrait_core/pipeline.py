@@ -46,12 +46,7 @@ PHOTO = {
     "blur_share": 0.25,  # of the pictures: a Gaussian blur,
     "blur_sigma": (0.001, 0.02),  # of this standard deviation, in picture widths (2.6 px at 128)
     "low_resolution_share": 0.3,  # of the pictures: down-scaled by a factor drawn from
-    "low_resolution_factor": (1.5, 4.0),  # this range, then blown up again,
-    # each batch with a resampler drawn from these (shrinking, with antialiasing; blowing up):
-    # photos are shrunk by many programs, and a model taught one of them read the others'
-    # pictures worse (README "The shipped default model")
-    "low_resolution_down": ("area", "bilinear", "bicubic", "lanczos3"),
-    "low_resolution_up": ("bilinear", "bicubic"),
+    "low_resolution_factor": (1.5, 4.0),  # this range, then blown up again
     "jpeg_share": 0.3,  # of the pictures: JPEG-compressed at quality 15-75
 }
 PHOTO_LOSS_SHARES = ("blur_share", "low_resolution_share", "jpeg_share")
@@ -159,12 +154,6 @@ def _blur(x, sigma_share, largest: float = PHOTO["blur_sigma"][1]):
     return tf.nn.depthwise_conv2d(x, row, (1, 1, 1, 1), "VALID")
 
 
-def _resize(x, size, method: str):
-    """tf.image.resize, antialiased (no effect when enlarging): shrinking with a filter as wide
-    as the shrink, as image libraries do (Pillow's bilinear, the robustness check's)."""
-    return tf.image.resize(x, size, method=method, antialias=method != "area")
-
-
 def _photo_losses(seed: int, p: dict):
     """A batch function: blur, lower resolution and JPEG artefacts, each on a share of the
     pictures, rolled picture by picture (the strengths, one per batch).
@@ -183,14 +172,8 @@ def _photo_losses(seed: int, p: dict):
         size = tf.shape(x)[1:3]
         factor = tf.random.uniform([], *p["low_resolution_factor"], seed=seed)
         small = tf.maximum(tf.cast(tf.cast(size, tf.float32) / factor, tf.int32), 8)
-        down = pick(p["low_resolution_down"], seed + 4, lambda m: _resize(x, small, m))
-        return pick(p["low_resolution_up"], seed + 5, lambda m: _resize(down, size, m))
-
-    def pick(methods, op_seed, resize):  # one of the methods, drawn per batch
-        if len(methods) == 1:
-            return resize(methods[0])
-        index = tf.random.uniform([], 0, len(methods), dtype=tf.int32, seed=op_seed)
-        return tf.switch_case(index, [lambda m=m: resize(m) for m in methods])
+        down = tf.image.resize(x, small, method="area")
+        return tf.image.resize(down, size, method="bilinear")
 
     def jpeg(x, chosen):
         def one(image):
