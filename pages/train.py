@@ -261,6 +261,7 @@ def settings_form() -> dict:
             "Real faces). Use this or the spread above, not both. 0 = the band alone.",
         )
         photo = rv.preset_values(model, preset, catalog).get("augmentation") == "photo"
+        degradable = photo and augment  # the share sets the photo augmentation's losses
         degrade_share = st.number_input(
             "Degraded pictures (share)",
             min_value=0.0,
@@ -268,7 +269,7 @@ def settings_form() -> dict:
             step=0.05,
             key="train_degrade_share",
             persist_state=KEEP,
-            disabled=not (photo and augment),
+            disabled=not degradable,
             placeholder="the recipe's own",
             help="The photo augmentation (the default preset's) blurs some training pictures, "
             "shows some at a lower resolution and JPEG-compresses some, each rolled apart. "
@@ -303,7 +304,7 @@ def settings_form() -> dict:
         "ordinal_spread": float(ordinal_spread),
         "age_spread": float(age_spread),
         "degrade_share": (
-            float(degrade_share) if photo and augment and degrade_share is not None else None
+            float(degrade_share) if degradable and degrade_share is not None else None
         ),
         "faces": bool(faces),
         "max_steps_per_epoch": int(max_steps) or None,

@@ -55,8 +55,7 @@ def test_degrade_share_needs_the_photo_augmentation():
 
 def test_degrade_share_sets_the_three_losses_share_and_nothing_else():
     """photo_settings(share) is PHOTO with that share of the pictures for blur, lower resolution
-    and JPEG; the augmenter built with it degrades every picture at 1 and none at 0 (the colour
-    and geometry layers switched off by comparing against the same augmenter's layers)."""
+    and JPEG; the losses built with it degrade every picture at a share of 1 and none at 0."""
     import tensorflow as tf
 
     from portrait_core import pipeline

@@ -103,7 +103,10 @@ class TrainConfig:
                 )
         if not (0 <= self.label_smoothing < 1):
             raise ValueError(f"label_smoothing must be in [0, 1), not {self.label_smoothing!r}")
-        for name, top, unit in (("ordinal_spread", 5, ""), ("age_spread", 20, " years")):
+        ranged = [("ordinal_spread", 5, ""), ("age_spread", 20, " years")]
+        if self.degrade_share is not None:
+            ranged.append(("degrade_share", 1, ""))
+        for name, top, unit in ranged:
             value = getattr(self, name)
             if isinstance(value, bool) or not (
                 isinstance(value, (int, float)) and 0 <= value <= top
@@ -113,16 +116,11 @@ class TrainConfig:
             raise ValueError(
                 "age_spread and ordinal_spread both soften the age targets: give one, not both"
             )
-        if self.degrade_share is not None:
-            if isinstance(self.degrade_share, bool) or not (
-                isinstance(self.degrade_share, (int, float)) and 0 <= self.degrade_share <= 1
-            ):
-                raise ValueError(f"degrade_share must be in [0, 1], not {self.degrade_share!r}")
-            if not self.augment or self.augmentation != "photo":
-                raise ValueError(
-                    "degrade_share sets the photo augmentation's blur, lower resolution and "
-                    "JPEG: it needs augmentation photo (and augment on)"
-                )
+        if self.degrade_share is not None and (not self.augment or self.augmentation != "photo"):
+            raise ValueError(
+                "degrade_share sets the photo augmentation's blur, lower resolution and "
+                "JPEG: it needs augmentation photo (and augment on)"
+            )
         if not (0 <= self.weight_decay < 1):
             raise ValueError(f"weight_decay must be in [0, 1), not {self.weight_decay!r}")
         if self.max_minutes is not None and not (
