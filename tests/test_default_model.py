@@ -43,6 +43,15 @@ def test_the_recorded_test_metrics_meet_the_bars():
         assert min(support.values()) >= 10, (attr, support)
 
 
+def test_it_stays_small_enough_to_commit():
+    """Issue 11: the shipped default model stays under 20 MB, every file of it together."""
+    files = [f for f in DEFAULT_MODEL.iterdir() if f.is_file()]
+    assert {"model.keras", "config.json", "metrics.json", "calibration.json"} <= {
+        f.name for f in files
+    }
+    assert sum(f.stat().st_size for f in files) < 20 * 1000 * 1000
+
+
 def test_every_recorded_robustness_drop_is_within_the_bar():
     """Issue 11: on the test split degraded each way (robustness.py), every attribute's balanced
     accuracy stays within 0.05 of its clean score."""
